@@ -1,0 +1,159 @@
+//! Ordered acknowledgements: a source position advances only past events that are settled.
+//!
+//! A source registers each event's end position as it reads it and hands the returned token along
+//! with the event. The producer settles a token when Kafka acknowledged the record (or when the
+//! event was given up for a counted reason). The tracker's position is the end of the longest
+//! settled prefix, so for a file it is always the start of the oldest line not yet delivered,
+//! never the read position. A token dropped unsettled (for example on shutdown) holds the position
+//! back for good, which is what makes a restart resend that event rather than lose it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Tracks one stream's events in read order (one file, one journal, one HTTP request).
+#[derive(Debug)]
+pub struct AckTracker<P> {
+    state: Mutex<State<P>>,
+}
+
+#[derive(Debug)]
+struct State<P> {
+    /// Sequence number of `pending[0]`.
+    front_seq: u64,
+    /// End positions of tracked events, oldest first, with whether each is settled.
+    pending: VecDeque<(P, bool)>,
+    /// End of the settled prefix: everything up to here is delivered.
+    position: P,
+}
+
+/// Settles one event. Not `Clone`: one event, one settlement.
+#[derive(Debug)]
+pub struct AckToken {
+    settle: Arc<dyn Settle>,
+    seq: u64,
+}
+
+trait Settle: Send + Sync + std::fmt::Debug {
+    fn settle(&self, seq: u64);
+}
+
+impl<P: Clone + Send + std::fmt::Debug + 'static> AckTracker<P> {
+    /// A tracker whose position starts at `position` (the stream's checkpoint).
+    pub fn new(position: P) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                front_seq: 0,
+                pending: VecDeque::new(),
+                position,
+            }),
+        })
+    }
+
+    /// Registers the next event, which ends at `end`, and returns the token that settles it.
+    pub fn track(self: &Arc<Self>, end: P) -> AckToken {
+        let mut state = self.lock();
+        let seq = state.front_seq + state.pending.len() as u64;
+        state.pending.push_back((end, false));
+        AckToken {
+            settle: Arc::clone(self) as Arc<dyn Settle>,
+            seq,
+        }
+    }
+
+    /// The end of the settled prefix: where a restart must resume.
+    pub fn position(&self) -> P {
+        self.lock().position.clone()
+    }
+
+    /// How many tracked events are not settled yet, or wait behind one that is not.
+    pub fn outstanding(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<P>> {
+        // A panic while holding this lock cannot leave the state half-updated: every update is a
+        // single push, flag set or pop. Keep going with the data as it is.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<P: Clone + Send + std::fmt::Debug + 'static> Settle for AckTracker<P> {
+    fn settle(&self, seq: u64) {
+        let mut state = self.lock();
+        let Some(index) = seq.checked_sub(state.front_seq) else {
+            return;
+        };
+        if let Some(entry) = state.pending.get_mut(index as usize) {
+            entry.1 = true;
+        }
+        while state.pending.front().is_some_and(|(_, settled)| *settled) {
+            if let Some((end, _)) = state.pending.pop_front() {
+                state.position = end;
+                state.front_seq += 1;
+            }
+        }
+    }
+}
+
+impl AckToken {
+    /// The event is delivered (or deliberately given up and counted): its position may pass.
+    pub fn settle(self) {
+        self.settle.settle(self.seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_waits_for_the_oldest_unsettled_event() {
+        let tracker = AckTracker::new(0u64);
+        let a = tracker.track(10);
+        let b = tracker.track(25);
+        let c = tracker.track(40);
+        assert_eq!(tracker.outstanding(), 3);
+
+        b.settle();
+        assert_eq!(tracker.position(), 0, "b is delivered but a is not");
+        c.settle();
+        assert_eq!(tracker.position(), 0);
+        a.settle();
+        assert_eq!(tracker.position(), 40);
+        assert_eq!(tracker.outstanding(), 0);
+    }
+
+    #[test]
+    fn dropped_token_holds_the_position_back() {
+        let tracker = AckTracker::new(5u64);
+        let a = tracker.track(10);
+        let b = tracker.track(20);
+        a.settle();
+        drop(b);
+        assert_eq!(tracker.position(), 10);
+        let c = tracker.track(30);
+        c.settle();
+        assert_eq!(tracker.position(), 10, "nothing passes an unsettled event");
+    }
+
+    #[test]
+    fn settles_from_many_threads_in_any_order() {
+        let tracker = AckTracker::new(0u64);
+        let tokens: Vec<_> = (1..=1000u64).map(|i| tracker.track(i * 10)).collect();
+        let mut handles = Vec::new();
+        let mut chunks: Vec<Vec<AckToken>> = (0..4).map(|_| Vec::new()).collect();
+        for (i, t) in tokens.into_iter().enumerate() {
+            chunks[i % 4].push(t);
+        }
+        for mut chunk in chunks {
+            chunk.reverse();
+            handles.push(std::thread::spawn(move || {
+                chunk.into_iter().for_each(AckToken::settle)
+            }));
+        }
+        handles.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(tracker.position(), 10_000);
+    }
+}

@@ -1,0 +1,135 @@
+//! The agent: builds the stages from the configuration, runs them, and drains them in order.
+//!
+//! Drain order on shutdown: sources stop reading; the producer stops taking new events; librdkafka
+//! gets until `shutdown_timeout` to deliver what it holds; then every source writes its final
+//! checkpoint, which reflects only settled events. Events not delivered by then are simply read
+//! again after the restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::config::{Config, SourceSettings};
+use crate::health::Health;
+use crate::kafka::{Producer, ProducerError};
+use crate::source::file::{FileSource, SourceControl};
+
+/// Batches waiting between the sources and the producer. Each batch holds at most one read turn
+/// (`max_read_bytes` plus one line), so this bounds the queue in bytes.
+const CHANNEL_BATCHES: usize = 16;
+/// Deliveries count as stalled after this long without progress while records wait.
+const STALL_AFTER: Duration = Duration::from_secs(60);
+/// How often the brokers are asked for metadata, for /health.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// How long sources get to write their final checkpoints.
+const FINAL_CHECKPOINT_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
+    #[error("cannot serve the API on {address}: {source}")]
+    Api {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Runs until `shutdown` resolves (or the producer fails), then drains.
+pub async fn run(
+    config: Config,
+    metrics: PrometheusHandle,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let health = Arc::new(Health::new(STALL_AFTER));
+    let producer = Arc::new(Producer::new(&config.kafka, Arc::clone(&health))?);
+
+    let api_stop = CancellationToken::new();
+    let (bound, serve) = api::bind(
+        config.api_address,
+        metrics,
+        Arc::clone(&health),
+        api_stop.clone(),
+    )
+    .await
+    .map_err(|source| AgentError::Api {
+        address: config.api_address,
+        source,
+    })?;
+    let api_task = tokio::spawn(serve);
+    tracing::info!(address = %bound, "serving /metrics and /health");
+
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let control = SourceControl {
+        stop: CancellationToken::new(),
+        finish: CancellationToken::new(),
+    };
+    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    let mut sources = Vec::new();
+    for (id, settings) in &config.sources {
+        match settings {
+            SourceSettings::File(file) => {
+                let source = FileSource::new(id, file.clone(), &config.data_dir, &host);
+                sources.push(tokio::spawn(source.run(tx.clone(), control.clone())));
+            }
+        }
+    }
+    drop(tx);
+    tracing::info!(sources = sources.len(), "agent started");
+
+    let producer_stop = CancellationToken::new();
+    let probe = tokio::spawn({
+        let producer = Arc::clone(&producer);
+        let stop = producer_stop.clone();
+        async move { producer.probe_brokers(PROBE_INTERVAL, stop).await }
+    });
+    let mut producing = tokio::spawn({
+        let producer = Arc::clone(&producer);
+        let stop = producer_stop.clone();
+        async move { producer.run(rx, stop).await }
+    });
+
+    let outcome = tokio::select! {
+        () = shutdown => None,
+        done = &mut producing => Some(done),
+    };
+    let draining = Instant::now();
+    control.stop.cancel();
+    producer_stop.cancel();
+    let result = match outcome {
+        Some(done) => done,
+        None => producing.await,
+    };
+    let result = match result {
+        Ok(result) => result,
+        Err(join) => {
+            tracing::error!(error = %join, "producer task failed");
+            Ok(())
+        }
+    };
+    let left = config.shutdown_timeout.saturating_sub(draining.elapsed());
+    producer.flush(left).await;
+    control.finish.cancel();
+    for source in sources {
+        if tokio::time::timeout(FINAL_CHECKPOINT_GRACE, source)
+            .await
+            .is_err()
+        {
+            tracing::error!("a source did not write its final checkpoint in time");
+        }
+    }
+    api_stop.cancel();
+    let _ = probe.await;
+    let _ = api_task.await;
+    tracing::info!(
+        elapsed_ms = draining.elapsed().as_millis() as u64,
+        "agent stopped"
+    );
+    result.map_err(AgentError::from)
+}

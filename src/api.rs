@@ -1,0 +1,59 @@
+//! The agent's HTTP API: Prometheus text on `/metrics`, a JSON health report on `/health`
+//! (200 when healthy, 503 when not).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Health;
+
+#[derive(Clone)]
+struct ApiState {
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+}
+
+/// Binds `address`; returns the bound address (port 0 picks one) and the serving future.
+pub async fn bind(
+    address: SocketAddr,
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/health", get(report_health))
+        .with_state(ApiState { metrics, health });
+    let serve = async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    };
+    Ok((bound, serve))
+}
+
+async fn render_metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn report_health(State(state): State<ApiState>) -> impl IntoResponse {
+    let report = state.health.report();
+    let status = if report.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report))
+}

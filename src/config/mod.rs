@@ -1,0 +1,348 @@
+//! Configuration: TOML text → checked runtime settings, in one pass at start.
+//!
+//! Loading goes: read the file, substitute `${VAR}` references (`interpolate`), parse with spans
+//! (`document`), deserialize each section strictly (unknown keys are errors at every depth), then
+//! check semantics (globs compile, the data directory is writable, brokers are `host:port`) and
+//! build the typed settings the agent runs with. Every error names the key path, the line where
+//! the key exists in the text, and the reason; the binary exits 78 (EX_CONFIG) on any of them.
+
+mod document;
+mod file_source;
+mod interpolate;
+mod kafka;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::de::DeValue;
+
+pub use document::Document;
+pub use file_source::{FileSourceConfig, FileSourceSettings};
+pub use interpolate::{InterpolationError, interpolate};
+pub use kafka::{Compression, KafkaConfig, KafkaSettings};
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}{}: {reason}", if key.is_empty() { "config" } else { key }, line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Invalid {
+        /// Dotted key path, for example `sources.app.include[0]`; empty for the whole document.
+        key: String,
+        line: Option<usize>,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, line: Option<usize>, reason: &str) -> Self {
+        Self::Invalid {
+            key: key.to_owned(),
+            line,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// Top-level keys other than `[sources]`, as written in TOML.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RootConfig {
+    /// Where checkpoints (and later the spool) live.
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+    /// How long `run` waits for outstanding deliveries after SIGTERM or SIGINT.
+    #[serde(default = "default_shutdown_timeout_secs")]
+    shutdown_timeout_secs: u64,
+    #[serde(default)]
+    api: ApiConfig,
+    kafka: KafkaConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/logship")
+}
+const fn default_shutdown_timeout_secs() -> u64 {
+    30
+}
+
+/// `[api]`: the HTTP server for /metrics and /health.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on; port 0 picks a free port.
+    #[serde(default = "default_api_address")]
+    pub address: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            address: default_api_address(),
+        }
+    }
+}
+
+fn default_api_address() -> String {
+    "127.0.0.1:9598".to_owned()
+}
+
+/// One configured source, by type.
+#[derive(Debug, Clone)]
+pub enum SourceSettings {
+    File(FileSourceSettings),
+}
+
+/// The checked configuration the agent runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub shutdown_timeout: Duration,
+    pub api_address: SocketAddr,
+    /// Sources by id, in id order.
+    pub sources: BTreeMap<String, SourceSettings>,
+    pub kafka: KafkaSettings,
+}
+
+impl Config {
+    /// Reads and checks the file at `path`, taking `${VAR}` values from the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Checks configuration text, looking `${VAR}` references up with `env`.
+    pub fn from_toml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let original = Document::new(text);
+        let text = interpolate(text, env).map_err(|e| {
+            let key = original.key_at_offset(e.offset()).unwrap_or_default();
+            ConfigError::invalid(
+                &key,
+                Some(original.line_of_offset(e.offset())),
+                &e.to_string(),
+            )
+        })?;
+        let doc = Document::new(&text);
+        let mut root = doc.root()?;
+        let sources = root.remove("sources");
+        let root_node = toml::Spanned::new(0..text.len(), DeValue::Table(root));
+        let raw: RootConfig = doc.deserialize(root_node, "")?;
+
+        let api_address = raw.api.address.parse().map_err(|e| {
+            doc.error_at(
+                "api.address",
+                format!("`{}` is not ip:port: {e}", raw.api.address),
+            )
+        })?;
+        if raw.shutdown_timeout_secs == 0 {
+            return Err(doc.error_at("shutdown_timeout_secs", "must be positive"));
+        }
+        check_data_dir(&raw.data_dir).map_err(|reason| doc.error_at("data_dir", reason))?;
+
+        Ok(Self {
+            data_dir: raw.data_dir,
+            shutdown_timeout: Duration::from_secs(raw.shutdown_timeout_secs),
+            api_address,
+            sources: sources_settings(&doc, sources)?,
+            kafka: raw.kafka.settings(&doc)?,
+        })
+    }
+}
+
+/// `[sources.<id>]` tables are chosen by their `type` key and deserialized one by one, so an error
+/// deep inside a source keeps its full key path (serde loses paths inside tagged enums).
+fn sources_settings(
+    doc: &Document<'_>,
+    sources: Option<document::Node<'_>>,
+) -> Result<BTreeMap<String, SourceSettings>, ConfigError> {
+    let Some(sources) = sources else {
+        return Err(doc.error_at("sources", "at least one source is required"));
+    };
+    let DeValue::Table(table) = sources.into_inner() else {
+        return Err(doc.error_at("sources", "must be a table of named sources"));
+    };
+    if table.is_empty() {
+        return Err(doc.error_at("sources", "at least one source is required"));
+    }
+    let mut out = BTreeMap::new();
+    for (id, node) in table {
+        let id = id.into_inner().into_owned();
+        let prefix = format!("sources.{id}");
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(doc.error_at(
+                &prefix,
+                "source ids may hold only letters, digits, `_` and `-`",
+            ));
+        }
+        let span = node.span();
+        let DeValue::Table(mut fields) = node.into_inner() else {
+            return Err(doc.error_at(&prefix, "must be a table"));
+        };
+        let kind = match fields.remove("type").map(toml::Spanned::into_inner) {
+            Some(DeValue::String(kind)) => kind.into_owned(),
+            Some(_) => return Err(doc.error_at(&format!("{prefix}.type"), "must be a string")),
+            None => return Err(doc.error_at(&format!("{prefix}.type"), "required key is missing")),
+        };
+        let node = toml::Spanned::new(span, DeValue::Table(fields));
+        let settings = match kind.as_str() {
+            "file" => {
+                let raw: FileSourceConfig = doc.deserialize(node, &prefix)?;
+                SourceSettings::File(raw.settings(doc, &prefix)?)
+            }
+            other => {
+                return Err(doc.error_at(
+                    &format!("{prefix}.type"),
+                    format!("unknown source type `{other}`, expected one of: file"),
+                ));
+            }
+        };
+        out.insert(id, settings);
+    }
+    Ok(out)
+}
+
+/// The data directory must exist or be creatable, and be writable by this process.
+fn check_data_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let probe = dir.join(format!(".logship-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("{} is not writable: {e}", dir.display()))?;
+    // The probe is ours and empty; failing to remove it is harmless.
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, &|name| {
+            (name == "BROKER").then(|| "127.0.0.1:9092".to_owned())
+        })
+    }
+
+    fn minimal(extra_source: &str, extra_kafka: &str) -> String {
+        let dir = std::env::temp_dir().join("logship-config-test");
+        format!(
+            "data_dir = \"{}\"\n[sources.app]\ntype = \"file\"\ninclude = [\"/var/log/*.log\"]\n{extra_source}\n[kafka]\nbrokers = [\"${{BROKER}}\"]\ntopic = \"logs\"\n{extra_kafka}\n",
+            dir.display()
+        )
+    }
+
+    fn invalid(text: &str) -> (String, Option<usize>, String) {
+        match check(text) {
+            Err(ConfigError::Invalid { key, line, reason }) => (key, line, reason),
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_is_valid_with_defaults() {
+        let config = check(&minimal("", "")).unwrap();
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(config.api_address.to_string(), "127.0.0.1:9598");
+        let SourceSettings::File(file) = &config.sources["app"];
+        assert_eq!(file.max_line_bytes, 1024 * 1024);
+        assert_eq!(
+            config.kafka.client.get("bootstrap.servers"),
+            Some("127.0.0.1:9092")
+        );
+        assert_eq!(config.kafka.client.get("acks"), Some("all"));
+        assert_eq!(config.kafka.client.get("compression.type"), Some("zstd"));
+    }
+
+    #[test]
+    fn unknown_nested_key_names_path_and_line() {
+        let (key, line, reason) = invalid(&minimal("max_line_byte = 10", ""));
+        assert_eq!(key, "sources.app.max_line_byte");
+        assert_eq!(line, Some(5));
+        assert!(reason.starts_with("unknown key"), "{reason}");
+    }
+
+    #[test]
+    fn wrong_type_names_path_and_line() {
+        let (key, line, reason) = invalid(&minimal("max_line_bytes = \"big\"", ""));
+        assert_eq!(key, "sources.app.max_line_bytes");
+        assert_eq!(line, Some(5));
+        assert!(reason.contains("invalid type"), "{reason}");
+    }
+
+    #[test]
+    fn missing_brokers_is_named() {
+        let text = minimal("", "").replace("brokers = [\"${BROKER}\"]\n", "");
+        let (key, _, reason) = invalid(&text);
+        assert_eq!(key, "kafka.brokers");
+        assert_eq!(reason, "required key is missing");
+    }
+
+    #[test]
+    fn bad_glob_names_the_item() {
+        let text = minimal("", "").replace("/var/log/*.log", "/var/log/[.log");
+        let (key, line, _) = invalid(&text);
+        assert_eq!(key, "sources.app.include[0]");
+        assert_eq!(line, Some(4));
+    }
+
+    #[test]
+    fn undefined_env_var_names_the_key() {
+        let text = minimal("", "").replace("${BROKER}", "${NOT_SET_ANYWHERE}");
+        let (key, line, reason) = invalid(&text);
+        assert_eq!(key, "kafka.brokers");
+        assert_eq!(line, Some(7));
+        assert!(reason.contains("NOT_SET_ANYWHERE"), "{reason}");
+    }
+
+    #[test]
+    fn reserved_librdkafka_option_is_rejected() {
+        let (key, _, _) = invalid(&minimal("", "librdkafka_options = { acks = \"1\" }"));
+        assert_eq!(key, "kafka.librdkafka_options.acks");
+    }
+
+    #[test]
+    fn unknown_librdkafka_option_is_rejected() {
+        let (key, _, reason) = invalid(&minimal(
+            "",
+            "librdkafka_options = { \"no.such.thing\" = \"1\" }",
+        ));
+        assert_eq!(key, "kafka.librdkafka_options.no.such.thing");
+        assert!(reason.contains("librdkafka"), "{reason}");
+    }
+
+    #[test]
+    fn unknown_source_type_is_rejected() {
+        let text = minimal("", "").replace("type = \"file\"", "type = \"carrier_pigeon\"");
+        let (key, line, _) = invalid(&text);
+        assert_eq!(key, "sources.app.type");
+        assert_eq!(line, Some(3));
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let (_, line, _) = invalid("data_dir = \n[kafka]\n");
+        assert_eq!(line, Some(1));
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_rejected() {
+        let (key, line, _) = invalid(&format!("dat_dir = 1\n{}", minimal("", "")));
+        assert_eq!(key, "dat_dir");
+        assert_eq!(line, Some(1));
+    }
+}

@@ -1,0 +1,105 @@
+//! Agent health as /health reports it: whether Kafka is reachable and whether deliveries make
+//! progress. Written by the producer, read by the API server.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// Shared health state.
+#[derive(Debug)]
+pub struct Health {
+    kafka_reachable: AtomicBool,
+    in_flight: AtomicI64,
+    /// Unix milliseconds of the last delivery, or of the start when nothing was delivered yet.
+    last_progress_ms: AtomicU64,
+    stall_after: Duration,
+}
+
+/// What /health answers.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct HealthReport {
+    pub healthy: bool,
+    pub kafka_reachable: bool,
+    pub events_in_flight: i64,
+    pub seconds_since_last_delivery: u64,
+    pub stalled: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Health {
+    /// Deliveries count as stalled when records wait and none was acknowledged for `stall_after`.
+    pub fn new(stall_after: Duration) -> Self {
+        Self {
+            kafka_reachable: AtomicBool::new(false),
+            in_flight: AtomicI64::new(0),
+            last_progress_ms: AtomicU64::new(now_ms()),
+            stall_after,
+        }
+    }
+
+    pub fn set_kafka_reachable(&self, reachable: bool) {
+        self.kafka_reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    /// A record was handed to librdkafka.
+    pub fn sent(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A record's delivery report arrived; `delivered` is false when it failed.
+    pub fn reported(&self, delivered: bool) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if delivered {
+            self.last_progress_ms.store(now_ms(), Ordering::Relaxed);
+            self.kafka_reachable.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn report(&self) -> HealthReport {
+        let in_flight = self.in_flight();
+        let since = now_ms().saturating_sub(self.last_progress_ms.load(Ordering::Relaxed)) / 1000;
+        let stalled = in_flight > 0 && since >= self.stall_after.as_secs();
+        let kafka_reachable = self.kafka_reachable.load(Ordering::Relaxed);
+        HealthReport {
+            healthy: kafka_reachable && !stalled,
+            kafka_reachable,
+            events_in_flight: in_flight,
+            seconds_since_last_delivery: since,
+            stalled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unhealthy_until_kafka_is_reached() {
+        let health = Health::new(Duration::from_secs(30));
+        assert!(!health.report().healthy);
+        health.set_kafka_reachable(true);
+        assert!(health.report().healthy);
+    }
+
+    #[test]
+    fn waiting_records_without_deliveries_are_a_stall() {
+        let health = Health::new(Duration::ZERO);
+        health.set_kafka_reachable(true);
+        health.sent();
+        assert!(health.report().stalled);
+        assert!(!health.report().healthy);
+        health.reported(true);
+        assert!(!health.report().stalled, "nothing waits any more");
+    }
+}

@@ -1,0 +1,312 @@
+//! The producer: one Kafka record per event, and the delivery report as the only thing that
+//! settles an event's ack token.
+//!
+//! librdkafka batches, compresses and retries (idempotent, acks=all, at most 5 requests in flight,
+//! so retries keep order). Errors are classified: a full queue means wait for delivery reports
+//! (backpressure, never an error); a record Kafka rejects for good is counted by reason and given
+//! up; anything else is produced again after a backoff, ahead of new events; a fatal producer
+//! error stops the agent, whose checkpoints then still point before every undelivered line.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::ack::AckToken;
+use crate::config::KafkaSettings;
+use crate::event::Event;
+use crate::health::Health;
+use crate::metrics::{LogLimiter, ProducerMetrics};
+
+/// Why the producer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Create(#[source] KafkaError),
+    #[error("the Kafka producer hit a fatal error ({code:?}): {reason}")]
+    Fatal {
+        code: RDKafkaErrorCode,
+        reason: String,
+    },
+}
+
+/// What rides along with a record until its delivery report.
+struct InFlight {
+    token: Option<AckToken>,
+    key: Option<Arc<[u8]>>,
+}
+
+/// A record to produce again after a transient failure.
+struct Retry {
+    payload: Vec<u8>,
+    inflight: Box<InFlight>,
+}
+
+/// State the delivery callback (librdkafka's polling thread) shares with the produce loop.
+struct Shared {
+    metrics: ProducerMetrics,
+    health: Arc<Health>,
+    reported: Notify,
+    retries: Mutex<VecDeque<Retry>>,
+    client_log: LogLimiter,
+}
+
+/// librdkafka callbacks.
+struct DeliveryContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.shared.health.set_kafka_reachable(false);
+        }
+        if self.shared.client_log.allow() {
+            tracing::warn!(%error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<InFlight>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, mut inflight: Self::DeliveryOpaque) {
+        let shared = &self.shared;
+        match result {
+            Ok(_) => {
+                shared.health.reported(true);
+                shared.metrics.delivered.increment(1);
+                if let Some(token) = inflight.token.take() {
+                    token.settle();
+                }
+            }
+            Err((error, message)) => {
+                shared.health.reported(false);
+                match permanent_reason(error) {
+                    Some(reason) => {
+                        shared.metrics.failed(reason, error);
+                        // Given up and counted: the source may move past it (invariant 3).
+                        if let Some(token) = inflight.token.take() {
+                            token.settle();
+                        }
+                    }
+                    None => {
+                        shared.metrics.retrying(error);
+                        let payload = message.payload().unwrap_or_default().to_vec();
+                        let mut retries = shared.retries.lock().unwrap_or_else(|p| p.into_inner());
+                        retries.push_back(Retry { payload, inflight });
+                    }
+                }
+            }
+        }
+        shared
+            .metrics
+            .in_flight
+            .set(shared.health.in_flight() as f64);
+        shared.reported.notify_one();
+    }
+}
+
+/// Errors after which producing the same record again cannot succeed.
+fn permanent_reason(error: &KafkaError) -> Option<&'static str> {
+    use RDKafkaErrorCode as C;
+    match error.rdkafka_error_code()? {
+        C::MessageSizeTooLarge | C::InvalidMessageSize => Some("too_large"),
+        C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed => Some("not_authorized"),
+        C::InvalidMessage | C::InvalidRecord => Some("invalid_record"),
+        C::InvalidTopic => Some("invalid_topic"),
+        _ => None,
+    }
+}
+
+/// The agent's Kafka producer for one topic.
+pub struct Producer {
+    inner: ThreadedProducer<DeliveryContext>,
+    topic: String,
+    shared: Arc<Shared>,
+}
+
+/// Back-off between rounds of producing failed records again.
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+impl Producer {
+    pub fn new(settings: &KafkaSettings, health: Arc<Health>) -> Result<Self, ProducerError> {
+        let shared = Arc::new(Shared {
+            metrics: ProducerMetrics::new(&settings.topic),
+            health,
+            reported: Notify::new(),
+            retries: Mutex::new(VecDeque::new()),
+            client_log: LogLimiter::per_minute(12),
+        });
+        let context = DeliveryContext {
+            shared: Arc::clone(&shared),
+        };
+        let inner = settings
+            .client
+            .create_with_context(context)
+            .map_err(ProducerError::Create)?;
+        Ok(Self {
+            inner,
+            topic: settings.topic.clone(),
+            shared,
+        })
+    }
+
+    /// Produces every event received until `stop`, then returns; events still in the channel are
+    /// dropped unsettled, so their lines are read again after a restart.
+    pub async fn run(
+        &self,
+        mut rx: mpsc::Receiver<Vec<Event>>,
+        stop: CancellationToken,
+    ) -> Result<(), ProducerError> {
+        let mut backoff = RETRY_BACKOFF_MIN;
+        loop {
+            self.check_fatal()?;
+            let retries: Vec<Retry> = {
+                let mut queue = self
+                    .shared
+                    .retries
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                queue.drain(..).collect()
+            };
+            if !retries.is_empty() {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                for retry in retries {
+                    if !self.send(&retry.payload, retry.inflight, &stop).await? {
+                        return Ok(());
+                    }
+                }
+                continue;
+            }
+            let batch = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(()),
+                batch = rx.recv() => match batch {
+                    Some(batch) => batch,
+                    None => return Ok(()),
+                },
+            };
+            for mut event in batch {
+                let payload = event.to_json();
+                let inflight = Box::new(InFlight {
+                    token: event.ack.take(),
+                    key: event.key.take(),
+                });
+                if !self.send(&payload, inflight, &stop).await? {
+                    return Ok(());
+                }
+            }
+            backoff = RETRY_BACKOFF_MIN;
+        }
+    }
+
+    /// Hands one record to librdkafka, waiting while its queue is full. Returns false when `stop`
+    /// came first (the record is then dropped unsettled).
+    async fn send(
+        &self,
+        payload: &[u8],
+        mut inflight: Box<InFlight>,
+        stop: &CancellationToken,
+    ) -> Result<bool, ProducerError> {
+        loop {
+            let key = inflight.key.clone();
+            let mut record = BaseRecord::with_opaque_to(&self.topic, inflight).payload(payload);
+            if let Some(key) = &key {
+                record = record.key(&key[..]);
+            }
+            match self.inner.send(record) {
+                Ok(()) => {
+                    self.shared.health.sent();
+                    return Ok(true);
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
+                    inflight = record.delivery_opaque;
+                    self.shared.metrics.queue_full_waits.increment(1);
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(false),
+                        _ = self.shared.reported.notified() => {}
+                        // A report can land between the failed send and the wait.
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+                Err((error, mut record)) => {
+                    self.check_fatal()?;
+                    match permanent_reason(&error) {
+                        Some(reason) => {
+                            self.shared.metrics.failed(reason, &error);
+                            if let Some(token) = record.delivery_opaque.token.take() {
+                                token.settle();
+                            }
+                            return Ok(true);
+                        }
+                        None => {
+                            self.shared.metrics.retrying(&error);
+                            inflight = record.delivery_opaque;
+                            tokio::select! {
+                                _ = stop.cancelled() => return Ok(false),
+                                _ = tokio::time::sleep(RETRY_BACKOFF_MIN) => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_fatal(&self) -> Result<(), ProducerError> {
+        match self.inner.client().fatal_error() {
+            Some((code, reason)) => Err(ProducerError::Fatal { code, reason }),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits up to `timeout` for every record handed to librdkafka to be reported.
+    pub async fn flush(&self, timeout: Duration) {
+        let inner = self.inner.clone();
+        let flushed = tokio::task::spawn_blocking(move || inner.flush(timeout)).await;
+        match flushed {
+            Ok(Ok(())) => tracing::info!("all records delivered"),
+            Ok(Err(error)) => tracing::warn!(
+                %error,
+                in_flight = self.shared.health.in_flight(),
+                "shutdown timeout reached with records in flight; they will be read again after restart"
+            ),
+            Err(error) => tracing::error!(%error, "flush task failed"),
+        }
+    }
+
+    /// Asks the brokers for cluster metadata every `interval` and records whether they answered.
+    /// Names no topic: some brokers create a topic that a metadata request names.
+    pub async fn probe_brokers(&self, interval: Duration, stop: CancellationToken) {
+        loop {
+            let inner = self.inner.clone();
+            let answered = tokio::task::spawn_blocking(move || {
+                inner
+                    .client()
+                    .fetch_metadata(None, Duration::from_secs(2))
+                    .is_ok()
+            })
+            .await
+            .unwrap_or(false);
+            self.shared.health.set_kafka_reachable(answered);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}

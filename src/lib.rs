@@ -1,0 +1,30 @@
+//! logship: a Kafka-native log shipper.
+//!
+//! ```text
+//! source::file ── Event batches ──▶ kafka::producer ──▶ Kafka
+//!      ▲                                   │ delivery reports
+//!      └──── ack::AckTracker ◀─────────────┘ (the only thing that marks an event delivered)
+//!      checkpoints: the start of the oldest undelivered line, written by the source
+//! ```
+//!
+//! - `config`: TOML → checked settings; every error names its key path and line.
+//! - `event`: the event model and its JSON encoding (Elastic Common Schema names).
+//! - `ack`: ordered acknowledgements; a position advances only past delivered events.
+//! - `source`: where events come from (files today).
+//! - `kafka`: the producer, one record per event, delivery reports → acks.
+//! - `metrics`: every metric name, in one place.
+//! - `health`: whether Kafka is reachable and deliveries progress.
+//! - `api`: the HTTP server for /metrics and /health.
+//! - `shutdown`: SIGTERM / SIGINT.
+//! - `agent`: wires the stages together and drains them in order on shutdown.
+
+pub mod ack;
+pub mod agent;
+pub mod api;
+pub mod config;
+pub mod event;
+pub mod health;
+pub mod kafka;
+pub mod metrics;
+pub mod shutdown;
+pub mod source;

@@ -1,0 +1,206 @@
+//! Every metric name, its help text, and the handles call sites use; no other module names a
+//! metric. Names follow `logship_<subsystem>_<noun>_<unit>[_total]`. Labels are bounded: source
+//! ids and topics come from the config, reasons from fixed enums, never file paths.
+//!
+//! Counters that can count a loss are paired with their log line in one method here, so the two
+//! cannot drift; those log lines are rate-limited with governor.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const SOURCE_EVENTS_READ: &str = "logship_source_events_read_total";
+pub const SOURCE_BYTES_READ: &str = "logship_source_bytes_read_total";
+pub const SOURCE_LINES_TRUNCATED: &str = "logship_source_lines_truncated_total";
+pub const SOURCE_INVALID_UTF8_LINES: &str = "logship_source_invalid_utf8_lines_total";
+pub const SOURCE_READ_ERRORS: &str = "logship_source_read_errors_total";
+pub const SOURCE_FILES_WATCHED: &str = "logship_source_files_watched";
+pub const SOURCE_OFFSET_RESETS: &str = "logship_source_offset_resets_total";
+pub const CHECKPOINT_WRITES: &str = "logship_checkpoint_writes_total";
+pub const CHECKPOINT_WRITE_ERRORS: &str = "logship_checkpoint_write_errors_total";
+pub const KAFKA_EVENTS_DELIVERED: &str = "logship_kafka_events_delivered_total";
+pub const KAFKA_EVENTS_FAILED: &str = "logship_kafka_events_failed_total";
+pub const KAFKA_EVENTS_IN_FLIGHT: &str = "logship_kafka_events_in_flight";
+pub const KAFKA_QUEUE_FULL_WAITS: &str = "logship_kafka_queue_full_waits_total";
+
+/// Installs the Prometheus recorder for this process and describes every metric.
+pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let handle = PrometheusBuilder::new().install_recorder()?;
+    describe_counter!(SOURCE_EVENTS_READ, "Events read, per source.");
+    describe_counter!(SOURCE_BYTES_READ, "Bytes read, per source.");
+    describe_counter!(
+        SOURCE_LINES_TRUNCATED,
+        "Lines longer than max_line_bytes; the excess bytes were dropped."
+    );
+    describe_counter!(
+        SOURCE_INVALID_UTF8_LINES,
+        "Lines with invalid UTF-8; invalid bytes were replaced with U+FFFD."
+    );
+    describe_counter!(SOURCE_READ_ERRORS, "Errors opening or reading a file.");
+    describe_gauge!(SOURCE_FILES_WATCHED, "Files the source currently tracks.");
+    describe_counter!(
+        SOURCE_OFFSET_RESETS,
+        "Files found shorter than their read offset (truncated) and read again from 0."
+    );
+    describe_counter!(CHECKPOINT_WRITES, "Checkpoint files written, per source.");
+    describe_counter!(
+        CHECKPOINT_WRITE_ERRORS,
+        "Checkpoint writes that failed, per source."
+    );
+    describe_counter!(
+        KAFKA_EVENTS_DELIVERED,
+        "Records acknowledged by Kafka, per topic."
+    );
+    describe_counter!(
+        KAFKA_EVENTS_FAILED,
+        "Records Kafka rejected for good, per topic and reason; not delivered."
+    );
+    describe_gauge!(
+        KAFKA_EVENTS_IN_FLIGHT,
+        "Records handed to librdkafka, not yet acknowledged."
+    );
+    describe_counter!(
+        KAFKA_QUEUE_FULL_WAITS,
+        "Times the producer queue was full and the producer waited for delivery reports."
+    );
+    Ok(handle)
+}
+
+/// A log line that fires at most a few times a minute; the counters beside it count every case.
+#[derive(Debug, Clone)]
+pub struct LogLimiter(Arc<DefaultDirectRateLimiter>);
+
+impl LogLimiter {
+    pub fn per_minute(n: u32) -> Self {
+        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        Self(Arc::new(RateLimiter::direct(Quota::per_minute(n))))
+    }
+
+    /// True when this occurrence may be logged.
+    pub fn allow(&self) -> bool {
+        self.0.check().is_ok()
+    }
+}
+
+/// Handles for one file source.
+#[derive(Debug, Clone)]
+pub struct FileSourceMetrics {
+    pub events_read: Counter,
+    pub bytes_read: Counter,
+    pub files_watched: Gauge,
+    pub checkpoint_writes: Counter,
+    lines_truncated: Counter,
+    invalid_utf8: Counter,
+    read_errors: Counter,
+    offset_resets: Counter,
+    checkpoint_errors: Counter,
+    log: LogLimiter,
+}
+
+impl FileSourceMetrics {
+    pub fn new(source: &str) -> Self {
+        let label = ("source", source.to_owned());
+        Self {
+            events_read: counter!(SOURCE_EVENTS_READ, &[label.clone()]),
+            bytes_read: counter!(SOURCE_BYTES_READ, &[label.clone()]),
+            files_watched: gauge!(SOURCE_FILES_WATCHED, &[label.clone()]),
+            checkpoint_writes: counter!(CHECKPOINT_WRITES, &[label.clone()]),
+            lines_truncated: counter!(SOURCE_LINES_TRUNCATED, &[label.clone()]),
+            invalid_utf8: counter!(SOURCE_INVALID_UTF8_LINES, &[label.clone()]),
+            read_errors: counter!(SOURCE_READ_ERRORS, &[label.clone()]),
+            offset_resets: counter!(SOURCE_OFFSET_RESETS, &[label.clone()]),
+            checkpoint_errors: counter!(CHECKPOINT_WRITE_ERRORS, &[label]),
+            log: LogLimiter::per_minute(12),
+        }
+    }
+
+    pub fn line_truncated(&self, path: &str, offset: u64, length: u64, kept: usize) {
+        self.lines_truncated.increment(1);
+        if self.log.allow() {
+            tracing::warn!(
+                path,
+                offset,
+                length,
+                kept,
+                "line longer than max_line_bytes truncated"
+            );
+        }
+    }
+
+    pub fn invalid_utf8(&self, path: &str, offset: u64) {
+        self.invalid_utf8.increment(1);
+        if self.log.allow() {
+            tracing::warn!(
+                path,
+                offset,
+                "line is not valid UTF-8; invalid bytes replaced"
+            );
+        }
+    }
+
+    pub fn read_error(&self, path: &str, error: &std::io::Error) {
+        self.read_errors.increment(1);
+        if self.log.allow() {
+            tracing::warn!(path, %error, "cannot read file");
+        }
+    }
+
+    pub fn offset_reset(&self, path: &str, offset: u64, size: u64) {
+        self.offset_resets.increment(1);
+        tracing::warn!(
+            path,
+            offset,
+            size,
+            "file is shorter than its offset; reading it from the start"
+        );
+    }
+
+    pub fn checkpoint_error(&self, path: &std::path::Path, error: &std::io::Error) {
+        self.checkpoint_errors.increment(1);
+        if self.log.allow() {
+            tracing::error!(path = %path.display(), %error, "cannot write checkpoint");
+        }
+    }
+}
+
+/// Handles for the Kafka producer of one topic.
+#[derive(Debug, Clone)]
+pub struct ProducerMetrics {
+    pub delivered: Counter,
+    pub in_flight: Gauge,
+    pub queue_full_waits: Counter,
+    topic: String,
+    log: LogLimiter,
+}
+
+impl ProducerMetrics {
+    pub fn new(topic: &str) -> Self {
+        let label = ("topic", topic.to_owned());
+        Self {
+            delivered: counter!(KAFKA_EVENTS_DELIVERED, &[label.clone()]),
+            in_flight: gauge!(KAFKA_EVENTS_IN_FLIGHT),
+            queue_full_waits: counter!(KAFKA_QUEUE_FULL_WAITS, &[label]),
+            topic: topic.to_owned(),
+            log: LogLimiter::per_minute(12),
+        }
+    }
+
+    /// A record Kafka rejected for good; `reason` is a fixed, low-cardinality name.
+    pub fn failed(&self, reason: &'static str, error: &dyn std::fmt::Display) {
+        counter!(KAFKA_EVENTS_FAILED, "topic" => self.topic.clone(), "reason" => reason)
+            .increment(1);
+        if self.log.allow() {
+            tracing::error!(topic = %self.topic, reason, %error, "record rejected by Kafka; not delivered");
+        }
+    }
+
+    /// A record that failed in a way worth retrying; it is produced again.
+    pub fn retrying(&self, error: &dyn std::fmt::Display) {
+        if self.log.allow() {
+            tracing::warn!(topic = %self.topic, %error, "delivery failed; producing the record again");
+        }
+    }
+}

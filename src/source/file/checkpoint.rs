@@ -1,0 +1,165 @@
+//! A file source's checkpoint file: where each file must resume, written crash-safely.
+//!
+//! Format: versioned JSON at `data_dir/checkpoints/<source>.json`. A write goes to a temp file,
+//! is fsynced, renamed over the old file, and the directory is fsynced, so after `kill -9` or a
+//! power cut the file holds either the old or the new checkpoint, never a torn one.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the on-disk format; bump it when the layout changes and read the old one too.
+const VERSION: u32 = 1;
+
+/// A file's identity on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FileId {
+    pub device: u64,
+    pub inode: u64,
+}
+
+/// Where one file resumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCheckpoint {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub id: FileId,
+    /// Start of the oldest line not yet delivered.
+    pub offset: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointFile {
+    version: u32,
+    files: Vec<FileCheckpoint>,
+}
+
+/// Why a checkpoint file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read checkpoint {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("checkpoint {} is not valid: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("checkpoint {} has version {version}, this logship reads version {VERSION}", path.display())]
+    Version { path: PathBuf, version: u32 },
+}
+
+/// The checkpoint file of one source.
+#[derive(Debug)]
+pub struct CheckpointStore {
+    path: PathBuf,
+    last_written: Option<Vec<u8>>,
+}
+
+impl CheckpointStore {
+    pub fn new(data_dir: &Path, source: &str) -> Self {
+        Self {
+            path: data_dir.join("checkpoints").join(format!("{source}.json")),
+            last_written: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored checkpoints by file identity; empty when none was written yet.
+    pub fn load(&self) -> Result<BTreeMap<FileId, FileCheckpoint>, CheckpointError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(source) => {
+                return Err(CheckpointError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let file: CheckpointFile =
+            serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Parse {
+                path: self.path.clone(),
+                source,
+            })?;
+        if file.version != VERSION {
+            return Err(CheckpointError::Version {
+                path: self.path.clone(),
+                version: file.version,
+            });
+        }
+        Ok(file.files.into_iter().map(|c| (c.id, c)).collect())
+    }
+
+    /// Writes `files` if they differ from what was last written. Returns whether it wrote.
+    pub fn save(&mut self, mut files: Vec<FileCheckpoint>) -> std::io::Result<bool> {
+        files.sort_by_key(|c| c.id);
+        let body = serde_json::to_vec_pretty(&CheckpointFile {
+            version: VERSION,
+            files,
+        })
+        .map_err(std::io::Error::other)?;
+        if self.last_written.as_ref() == Some(&body) {
+            return Ok(false);
+        }
+        let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = self.path.with_extension("json.tmp");
+        {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&body)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        self.last_written = Some(body);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_skips_unchanged_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = CheckpointStore::new(dir.path(), "app");
+        assert!(store.load().unwrap().is_empty());
+        let entry = FileCheckpoint {
+            path: "/var/log/a.log".into(),
+            id: FileId {
+                device: 1,
+                inode: 2,
+            },
+            offset: 99,
+        };
+        assert!(store.save(vec![entry.clone()]).unwrap());
+        assert!(
+            !store.save(vec![entry.clone()]).unwrap(),
+            "unchanged checkpoint is not rewritten"
+        );
+        let loaded = CheckpointStore::new(dir.path(), "app").load().unwrap();
+        assert_eq!(loaded.get(&entry.id), Some(&entry));
+        assert!(!store.path().with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn unknown_version_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path(), "app");
+        std::fs::create_dir_all(store.path().parent().unwrap()).unwrap();
+        std::fs::write(store.path(), br#"{"version":99,"files":[]}"#).unwrap();
+        assert!(matches!(
+            store.load(),
+            Err(CheckpointError::Version { version: 99, .. })
+        ));
+    }
+}
