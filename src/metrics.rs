@@ -102,17 +102,16 @@ pub struct FileSourceMetrics {
 
 impl FileSourceMetrics {
     pub fn new(source: &str) -> Self {
-        let label = ("source", source.to_owned());
         Self {
-            events_read: counter!(SOURCE_EVENTS_READ, &[label.clone()]),
-            bytes_read: counter!(SOURCE_BYTES_READ, &[label.clone()]),
-            files_watched: gauge!(SOURCE_FILES_WATCHED, &[label.clone()]),
-            checkpoint_writes: counter!(CHECKPOINT_WRITES, &[label.clone()]),
-            lines_truncated: counter!(SOURCE_LINES_TRUNCATED, &[label.clone()]),
-            invalid_utf8: counter!(SOURCE_INVALID_UTF8_LINES, &[label.clone()]),
-            read_errors: counter!(SOURCE_READ_ERRORS, &[label.clone()]),
-            offset_resets: counter!(SOURCE_OFFSET_RESETS, &[label.clone()]),
-            checkpoint_errors: counter!(CHECKPOINT_WRITE_ERRORS, &[label]),
+            events_read: counter!(SOURCE_EVENTS_READ, "source" => source.to_owned()),
+            bytes_read: counter!(SOURCE_BYTES_READ, "source" => source.to_owned()),
+            files_watched: gauge!(SOURCE_FILES_WATCHED, "source" => source.to_owned()),
+            checkpoint_writes: counter!(CHECKPOINT_WRITES, "source" => source.to_owned()),
+            lines_truncated: counter!(SOURCE_LINES_TRUNCATED, "source" => source.to_owned()),
+            invalid_utf8: counter!(SOURCE_INVALID_UTF8_LINES, "source" => source.to_owned()),
+            read_errors: counter!(SOURCE_READ_ERRORS, "source" => source.to_owned()),
+            offset_resets: counter!(SOURCE_OFFSET_RESETS, "source" => source.to_owned()),
+            checkpoint_errors: counter!(CHECKPOINT_WRITE_ERRORS, "source" => source.to_owned()),
             log: LogLimiter::per_minute(12),
         }
     }
@@ -178,11 +177,10 @@ pub struct ProducerMetrics {
 
 impl ProducerMetrics {
     pub fn new(topic: &str) -> Self {
-        let label = ("topic", topic.to_owned());
         Self {
-            delivered: counter!(KAFKA_EVENTS_DELIVERED, &[label.clone()]),
+            delivered: counter!(KAFKA_EVENTS_DELIVERED, "topic" => topic.to_owned()),
             in_flight: gauge!(KAFKA_EVENTS_IN_FLIGHT),
-            queue_full_waits: counter!(KAFKA_QUEUE_FULL_WAITS, &[label]),
+            queue_full_waits: counter!(KAFKA_QUEUE_FULL_WAITS, "topic" => topic.to_owned()),
             topic: topic.to_owned(),
             log: LogLimiter::per_minute(12),
         }

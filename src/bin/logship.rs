@@ -1,6 +1,7 @@
 //! `logship`: the node agent's command line. Parses arguments, sets up logging, and hands over to
 //! `logship::agent`. Exit codes: 0 ok, 1 runtime failure, 78 invalid configuration (EX_CONFIG).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -82,7 +83,6 @@ fn main() -> ExitCode {
 }
 
 fn config_error(path: &std::path::Path, error: &ConfigError) -> ExitCode {
-    tracing::error!(config = %path.display(), %error, "invalid configuration");
     eprintln!(
         "logship: invalid configuration in {}: {error}",
         path.display()
@@ -119,6 +119,7 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -1,1 +1,8 @@
+//! Integration tests: the `logship` binary against the real broker started by
+//! `scripts/services.sh` (see `harness`). One test binary, so rdkafka is linked once.
 
+mod bad_input;
+mod config_errors;
+mod delivery;
+mod harness;
+mod outages;

@@ -1,0 +1,111 @@
+//! Bad configurations: `validate` and `run` exit 78 and name the key; the shipped example
+//! configuration is valid.
+
+use std::process::Output;
+
+use crate::harness::logship;
+
+const VALID: &str = r#"
+data_dir = "DATA"
+[sources.app]
+type = "file"
+include = ["/var/log/app/*.log"]
+[kafka]
+brokers = ["127.0.0.1:9092"]
+topic = "logs"
+"#;
+
+fn run_with(command: &str, text: &str) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text.replace("DATA", &data.display().to_string())).expect("write");
+    logship()
+        .args([command, "-c"])
+        .arg(&path)
+        .env_remove("LOGSHIP_UNSET_VARIABLE")
+        .output()
+        .expect("run logship")
+}
+
+fn assert_rejected(text: &str, key: &str) {
+    for command in ["validate", "run"] {
+        let out = run_with(command, text);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{command} should name `{key}`: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn valid_config_passes_validate() {
+    let out = run_with("validate", VALID);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unknown_nested_key() {
+    assert_rejected(
+        &VALID.replace("type = \"file\"", "type = \"file\"\nincldue = []"),
+        "sources.app.incldue (line 5)",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    assert_rejected(
+        &VALID.replace("topic = \"logs\"", "topic = 7"),
+        "kafka.topic (line 8)",
+    );
+}
+
+#[test]
+fn missing_brokers() {
+    assert_rejected(
+        &VALID.replace("brokers = [\"127.0.0.1:9092\"]\n", ""),
+        "kafka.brokers",
+    );
+}
+
+#[test]
+fn bad_glob() {
+    assert_rejected(&VALID.replace("*.log", "[.log"), "sources.app.include[0]");
+}
+
+#[test]
+fn unwritable_data_dir() {
+    let text = VALID.replace(
+        "data_dir = \"DATA\"",
+        "data_dir = \"/proc/logship-cannot-write-here\"",
+    );
+    assert_rejected(&text, "data_dir (line 2)");
+}
+
+#[test]
+fn undefined_env_var() {
+    let text = VALID.replace("\"logs\"", "\"${LOGSHIP_UNSET_VARIABLE}\"");
+    assert_rejected(&text, "kafka.topic (line 8)");
+}
+
+#[test]
+fn example_config_is_valid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let out = logship()
+        .args(["validate", "-c", example])
+        .env("LOGSHIP_DATA_DIR", dir.path())
+        .output()
+        .expect("run logship");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

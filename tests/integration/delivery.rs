@@ -1,0 +1,107 @@
+//! Happy path and graceful shutdown: every line arrives once, in order per file.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::harness::{
+    Agent, Setup, TopicReader, brokers, check_delivery, create_topic, paced_writer, write_lines,
+};
+
+#[test]
+fn lines_written_before_start_arrive_exactly_once_in_order() {
+    let brokers = brokers();
+    let topic = create_topic(&brokers, "clean", 3);
+    let setup = Setup::new();
+    let mut expected = HashMap::new();
+    for f in 0..4 {
+        let path = setup.logs.join(format!("app-{f}.log"));
+        let lines = write_lines(&path, &format!("f{f}"), 0..25_000);
+        expected.insert(path.display().to_string(), lines);
+    }
+    let config = setup.config(&brokers, &topic, "", "");
+    let agent = Agent::start(&setup, &config);
+
+    let mut reader = TopicReader::new(&brokers, &topic);
+    let records = reader.read_until(100_000, Duration::from_secs(2), Duration::from_secs(120));
+    let duplicates = check_delivery(records, &expected);
+    assert_eq!(duplicates, 0, "a clean run delivers each line exactly once");
+
+    // Records carry the ECS envelope.
+    let first = &records[0].value;
+    assert!(
+        first["@timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    assert!(first["host"]["name"].is_string());
+    assert!(first["log"]["offset"].is_u64());
+
+    // Checkpoints reach the end of every file once everything is delivered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let offsets = setup.checkpoint_offsets();
+        let done = expected
+            .keys()
+            .all(|p| offsets.get(p) == Some(&std::fs::metadata(p).expect("log file").len()));
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "checkpoints did not reach EOF: {offsets:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let delivered = agent.metric(&format!(
+        "logship_kafka_events_delivered_total{{topic=\"{topic}\"}}"
+    ));
+    assert_eq!(delivered, Some(100_000.0));
+    let (status, _) = agent.terminate(Duration::from_secs(10));
+    assert!(status.success());
+}
+
+#[test]
+fn sigterm_while_shipping_exits_zero_and_restart_resends_nothing() {
+    let brokers = brokers();
+    let topic = create_topic(&brokers, "sigterm", 2);
+    let setup = Setup::new();
+    let path = setup.logs.join("app.log");
+    let writer = paced_writer(path.clone(), "t".into(), 0..150_000, 50_000);
+    let config = setup.config(&brokers, &topic, "", "");
+    let agent = Agent::start(&setup, &config);
+
+    // Stop while lines are still being written and shipped.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, took) = agent.terminate(Duration::from_secs(15));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        took <= Duration::from_secs(10),
+        "took {took:?}, shutdown_timeout_secs is 10"
+    );
+    let mut reader = TopicReader::new(&brokers, &topic);
+    let before = reader
+        .read_until(1, Duration::from_secs(1), Duration::from_secs(30))
+        .len();
+    let lines = writer.join().expect("writer");
+    assert!(
+        before < lines.len(),
+        "everything shipped before SIGTERM; the test proves nothing"
+    );
+
+    let agent = Agent::start(&setup, &config);
+    let records = reader.read_until(
+        lines.len(),
+        Duration::from_secs(2),
+        Duration::from_secs(120),
+    );
+    let duplicates = check_delivery(
+        records,
+        &HashMap::from([(path.display().to_string(), lines)]),
+    );
+    println!("SIGTERM after {before} records, restart delivered the rest: {duplicates} duplicates");
+    assert_eq!(
+        duplicates, 0,
+        "a graceful stop resends nothing that was delivered"
+    );
+    drop(agent);
+}

@@ -1,0 +1,430 @@
+//! Test harness: the real broker from `scripts/services.sh`, topics, a consumer that reads a topic
+//! back, the agent binary as a child process, and small file helpers.
+//!
+//! Every test that needs the broker calls `brokers()`, which panics with instructions when
+//! `LOGSHIP_TEST_BROKERS` is unset or the broker does not answer: a missing service is a failure,
+//! never a skip.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::Value;
+
+/// The test broker's bootstrap address; panics when the test services are not running.
+pub fn brokers() -> String {
+    let brokers = std::env::var("LOGSHIP_TEST_BROKERS").unwrap_or_else(|_| {
+        panic!(
+            "LOGSHIP_TEST_BROKERS is not set: run the tests with scripts/test.sh, which starts \
+             the broker (or `eval \"$(scripts/services.sh start)\"` first)"
+        )
+    });
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("admin client");
+    admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("the test broker at {brokers} does not answer: {e}"));
+    brokers
+}
+
+/// A fresh topic with a unique name.
+pub fn create_topic(brokers: &str, prefix: &str, partitions: i32) -> String {
+    let name = format!("{prefix}-{}-{}", std::process::id(), rand::random::<u32>());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime
+        .block_on(admin.create_topics([&topic], &AdminOptions::new()))
+        .expect("create_topics");
+    for result in results {
+        result.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e:?}"));
+    }
+    name
+}
+
+/// One record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub value: Value,
+}
+
+impl Record {
+    pub fn message(&self) -> &str {
+        self.value["message"].as_str().expect("message is a string")
+    }
+    pub fn path(&self) -> &str {
+        self.value["log"]["file"]["path"]
+            .as_str()
+            .expect("log.file.path")
+    }
+}
+
+/// Reads a topic from the beginning of every partition.
+pub struct TopicReader {
+    consumer: BaseConsumer,
+    pub records: Vec<Record>,
+}
+
+impl TopicReader {
+    pub fn new(brokers: &str, topic: &str) -> Self {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", format!("test-reader-{}", rand::random::<u32>()))
+            .set("enable.auto.commit", "false")
+            .set("allow.auto.create.topics", "false")
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .unwrap_or_else(|| panic!("topic {topic} does not exist"))
+            .partitions()
+            .len();
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..partitions as i32 {
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .expect("assign");
+        }
+        consumer.assign(&assignment).expect("assign");
+        Self {
+            consumer,
+            records: Vec::new(),
+        }
+    }
+
+    /// Reads until at least `count` records arrived and none came for `settle`, or `timeout`.
+    pub fn read_until(&mut self, count: usize, settle: Duration, timeout: Duration) -> &[Record] {
+        let deadline = Instant::now() + timeout;
+        let mut last = Instant::now();
+        while Instant::now() < deadline {
+            match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => {
+                    let value = serde_json::from_slice(message.payload().unwrap_or_default())
+                        .expect("record value is JSON");
+                    self.records.push(Record {
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        value,
+                    });
+                    last = Instant::now();
+                }
+                Some(Err(e)) => panic!("consumer error: {e}"),
+                None => {
+                    if self.records.len() >= count && last.elapsed() >= settle {
+                        break;
+                    }
+                }
+            }
+        }
+        &self.records
+    }
+}
+
+/// Checks what arrived against what was written: no line lost, per-file order kept.
+/// Returns the number of duplicates.
+pub fn check_delivery(records: &[Record], expected: &HashMap<String, Vec<String>>) -> usize {
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut last_index: HashMap<(&str, i32), i64> = HashMap::new();
+    let mut by_partition: Vec<&Record> = records.iter().collect();
+    by_partition.sort_by_key(|r| (r.partition, r.offset));
+    for record in &by_partition {
+        *seen.entry((record.path(), record.message())).or_default() += 1;
+    }
+    let mut missing = 0;
+    let mut duplicates = 0;
+    for (path, lines) in expected {
+        for line in lines {
+            match seen.get(&(path.as_str(), line.as_str())) {
+                None => missing += 1,
+                Some(n) => duplicates += n - 1,
+            }
+        }
+    }
+    assert_eq!(missing, 0, "{missing} lines never arrived");
+    let total: usize = expected.values().map(Vec::len).sum();
+    assert_eq!(
+        records.len(),
+        total + duplicates,
+        "records that were never written arrived"
+    );
+    // Order: within a partition, the `log.offset` of one file only grows, except where a
+    // duplicate run restarts it after a crash; a clean run must never go back.
+    for record in &by_partition {
+        let offset = record.value["log"]["offset"].as_i64().expect("log.offset");
+        let key = (record.path(), record.partition);
+        if let Some(previous) = last_index.insert(key, offset)
+            && offset <= previous
+        {
+            assert!(
+                duplicates > 0,
+                "{} went back from {previous} to {offset} without a crash",
+                key.0
+            );
+        }
+    }
+    duplicates
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Writes `count` numbered lines to `path` (appending) and returns them.
+pub fn write_lines(path: &Path, prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open log file");
+    let mut buf = String::new();
+    let mut lines = Vec::with_capacity(range.len());
+    for i in range {
+        let line = format!("{prefix} line {i:08} padding-to-look-like-a-real-log-line");
+        buf.push_str(&line);
+        buf.push('\n');
+        lines.push(line);
+    }
+    file.write_all(buf.as_bytes()).expect("write log lines");
+    lines
+}
+
+/// A test's directories and the agent's config.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub logs: PathBuf,
+    pub data: PathBuf,
+    pub api_port: u16,
+}
+
+impl Setup {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = dir.path().join("logs");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&logs).expect("logs dir");
+        Self {
+            dir,
+            logs,
+            data,
+            api_port: free_port(),
+        }
+    }
+
+    /// Writes a config for one file source over `logs/*.log`; `source_extra` and
+    /// `kafka_extra` are added to those tables.
+    pub fn config(
+        &self,
+        brokers: &str,
+        topic: &str,
+        source_extra: &str,
+        kafka_extra: &str,
+    ) -> PathBuf {
+        let text = format!(
+            r#"data_dir = "{data}"
+shutdown_timeout_secs = 10
+[api]
+address = "127.0.0.1:{port}"
+[sources.app]
+type = "file"
+include = ["{logs}/*.log"]
+poll_interval_ms = 50
+glob_interval_ms = 200
+checkpoint_interval_ms = 100
+{source_extra}
+[kafka]
+brokers = ["{brokers}"]
+topic = "{topic}"
+{kafka_extra}
+"#,
+            data = self.data.display(),
+            port = self.api_port,
+            logs = self.logs.display(),
+        );
+        let path = self.dir.path().join("logship.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    pub fn checkpoint(&self) -> Option<Value> {
+        let bytes = std::fs::read(self.data.join("checkpoints/app.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Offsets in the checkpoint file, by path.
+    pub fn checkpoint_offsets(&self) -> HashMap<String, u64> {
+        let Some(checkpoint) = self.checkpoint() else {
+            return HashMap::new();
+        };
+        checkpoint["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .map(|f| {
+                (
+                    f["path"].as_str().expect("path").to_owned(),
+                    f["offset"].as_u64().expect("offset"),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The agent binary, running.
+pub struct Agent {
+    child: Child,
+    pub api_port: u16,
+    pub log: PathBuf,
+}
+
+pub fn logship() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_logship"))
+}
+
+impl Agent {
+    pub fn start(setup: &Setup, config: &Path) -> Self {
+        let n = std::fs::read_dir(setup.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let log = setup.dir.path().join(format!("agent-{n}.log"));
+        let stderr = std::fs::File::create(&log).expect("agent log");
+        let child = logship()
+            .args(["run", "-c"])
+            .arg(config)
+            .env("LOGSHIP_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn logship");
+        Self {
+            child,
+            api_port: setup.api_port,
+            log,
+        }
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let url = format!("http://127.0.0.1:{}{path}", self.api_port);
+        let response = reqwest::blocking::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().ok()?))
+    }
+
+    /// /health's status code and body, once the API answers.
+    pub fn health(&self) -> (u16, Value) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some((status, body)) = self.get("/health") {
+                return (status, serde_json::from_str(&body).expect("health is JSON"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the API never answered; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The value of one metric sample, e.g. `logship_source_lines_truncated_total{source="app"}`.
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
+    }
+
+    /// Sends SIGTERM and waits for the exit, up to `timeout`.
+    pub fn terminate(mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let started = Instant::now();
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!(
+                    "agent did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Appends `range` numbered lines to `path` at about `lines_per_sec`, in a thread; joining it
+/// gives the lines written.
+pub fn paced_writer(
+    path: PathBuf,
+    prefix: String,
+    range: std::ops::Range<usize>,
+    lines_per_sec: usize,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        const CHUNK: usize = 500;
+        let started = Instant::now();
+        let mut lines = Vec::with_capacity(range.len());
+        let mut next = range.start;
+        while next < range.end {
+            let end = (next + CHUNK).min(range.end);
+            lines.extend(write_lines(&path, &prefix, next..end));
+            let due = Duration::from_secs_f64((end - range.start) as f64 / lines_per_sec as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            next = end;
+        }
+        lines
+    })
+}

@@ -1,0 +1,163 @@
+//! Crashes and broker outages: kill -9 mid-stream, and a broker that is down when the agent
+//! starts. Nothing may be lost; duplicates only come from the window that was not checkpointed.
+
+use std::collections::HashMap;
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::harness::{
+    Agent, Setup, TopicReader, brokers, check_delivery, create_topic, free_port, paced_writer,
+    write_lines,
+};
+
+/// Most records librdkafka may hold unacknowledged in these tests (`queue_max_events`).
+const QUEUE_MAX_EVENTS: usize = 10_000;
+
+#[test]
+fn kill_9_while_shipping_loses_nothing_and_duplicates_stay_in_the_window() {
+    let brokers = brokers();
+    let topic = create_topic(&brokers, "kill9", 3);
+    let setup = Setup::new();
+    let paths: Vec<_> = (0..2)
+        .map(|f| setup.logs.join(format!("app-{f}.log")))
+        .collect();
+    // 200,000 lines over about 5 s, written while the agent ships them.
+    let writers: Vec<_> = paths
+        .iter()
+        .enumerate()
+        .map(|(f, p)| paced_writer(p.clone(), format!("k{f}"), 0..100_000, 20_000))
+        .collect();
+    let config = setup.config(
+        &brokers,
+        &topic,
+        "",
+        &format!("queue_max_events = {QUEUE_MAX_EVENTS}"),
+    );
+    let agent = Agent::start(&setup, &config);
+    let kill_after = Duration::from_millis(rand::rng().random_range(500..4000));
+    std::thread::sleep(kill_after);
+    agent.kill9();
+    let checkpoint_at_kill = setup.checkpoint_offsets();
+
+    let mut reader = TopicReader::new(&brokers, &topic);
+    let arrived_before_kill = reader
+        .read_until(1, Duration::from_secs(1), Duration::from_secs(30))
+        .len();
+    let rate = arrived_before_kill as f64 / kill_after.as_secs_f64();
+    let expected: HashMap<String, Vec<String>> = paths
+        .iter()
+        .zip(writers)
+        .map(|(p, w)| (p.display().to_string(), w.join().expect("writer")))
+        .collect();
+    assert!(
+        arrived_before_kill < 200_000,
+        "the agent finished before the kill"
+    );
+
+    let agent = Agent::start(&setup, &config);
+    let records = reader.read_until(200_000, Duration::from_secs(3), Duration::from_secs(180));
+    let duplicates = check_delivery(records, &expected);
+
+    // Every duplicate comes from at or after the checkpoint the killed agent left behind.
+    let mut counts: HashMap<(&str, &str), usize> = HashMap::new();
+    for r in records {
+        *counts.entry((r.path(), r.message())).or_default() += 1;
+    }
+    for r in records
+        .iter()
+        .filter(|r| counts[&(r.path(), r.message())] > 1)
+    {
+        let offset = r.value["log"]["offset"].as_u64().expect("offset");
+        let checkpoint = checkpoint_at_kill.get(r.path()).copied().unwrap_or(0);
+        assert!(
+            offset >= checkpoint,
+            "line at {offset} duplicated but was before the checkpoint {checkpoint}"
+        );
+    }
+    // The window: what librdkafka holds, what waits in the channel, and what was delivered since
+    // the last checkpoint write (100 ms, doubled for scheduling slack).
+    let channel_lines = 16 * (256 * 1024 / 60);
+    let window = QUEUE_MAX_EVENTS + channel_lines + (rate * 0.2) as usize;
+    println!(
+        "kill -9 after {kill_after:?} with {arrived_before_kill} of 200000 records delivered: \
+         {duplicates} duplicates (window {window}, {rate:.0} records/s)"
+    );
+    assert!(
+        duplicates <= window,
+        "{duplicates} duplicates exceed the in-flight window {window}"
+    );
+    drop(agent);
+}
+
+/// A TCP proxy to the real broker that can be switched on later: the agent's bootstrap address.
+fn proxy_to(target: String, port: u16) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind proxy");
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                ),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+}
+
+#[test]
+fn broker_down_at_start_keeps_retrying_and_delivers_once_up() {
+    let brokers = brokers();
+    let topic = create_topic(&brokers, "down", 1);
+    let setup = Setup::new();
+    let path = setup.logs.join("app.log");
+    let lines = write_lines(&path, "d", 0..20_000);
+    // Nothing listens on the bootstrap port yet: the broker is down.
+    let bootstrap = format!("127.0.0.1:{}", free_port());
+    let config = setup.config(&bootstrap, &topic, "", "");
+    let agent = Agent::start(&setup, &config);
+
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, health) = agent.health();
+    assert_eq!(status, 503, "health while the broker is down: {health}");
+    assert_eq!(health["kafka_reachable"], false);
+    let offsets = setup.checkpoint_offsets();
+    assert!(
+        offsets.values().all(|o| *o == 0),
+        "checkpoints moved without a broker: {offsets:?}"
+    );
+
+    // The broker comes up.
+    proxy_to(
+        brokers.clone(),
+        bootstrap.rsplit_once(':').unwrap().1.parse().unwrap(),
+    );
+    let mut reader = TopicReader::new(&brokers, &topic);
+    let records = reader.read_until(20_000, Duration::from_secs(2), Duration::from_secs(90));
+    let duplicates = check_delivery(
+        records,
+        &HashMap::from([(path.display().to_string(), lines)]),
+    );
+    assert_eq!(duplicates, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while agent.health().0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "health never turned 200: {}",
+            agent.health().1
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, _) = agent.terminate(Duration::from_secs(15));
+    assert!(status.success());
+}
