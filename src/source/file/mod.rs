@@ -126,10 +126,11 @@ impl FileSource {
                     continue;
                 }
                 progressed = true;
-                tokio::select! {
-                    biased;
-                    _ = control.stop.cancelled() => break 'reading,
-                    sent = tx.send(batch) => if sent.is_err() { break 'reading },
+                if !self
+                    .send(&tx, batch, &control.stop, &mut next_checkpoint)
+                    .await
+                {
+                    break 'reading;
                 }
             }
             self.release_finished();
@@ -147,6 +148,35 @@ impl FileSource {
         drop(tx);
         control.finish.cancelled().await;
         self.write_checkpoint();
+    }
+
+    /// Sends one batch, waiting while the channel is full. Checkpoints keep being written during
+    /// the wait: under backpressure deliveries still settle, and a crash should not resend them.
+    /// Returns false when the source must stop.
+    async fn send(
+        &mut self,
+        tx: &mpsc::Sender<Batch>,
+        batch: Batch,
+        stop: &CancellationToken,
+        next_checkpoint: &mut Instant,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return false,
+                permit = tx.reserve() => match permit {
+                    Ok(permit) => {
+                        permit.send(batch);
+                        return true;
+                    }
+                    Err(_) => return false,
+                },
+                _ = tokio::time::sleep_until(*next_checkpoint) => {
+                    self.write_checkpoint();
+                    *next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
+                }
+            }
+        }
     }
 
     /// Expands the globs: opens new files, detaches files whose path now leads elsewhere.
