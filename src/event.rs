@@ -1,7 +1,14 @@
-//! The event: a JSON object of fields (Elastic Common Schema names where one exists) plus the ack
-//! token that tells its source when it is delivered. Encoding to a Kafka record value lives here.
+//! The event: the line and where it came from as typed fields, extra fields as a JSON map, and
+//! the ack token that tells its source when it is delivered. Encoding to a Kafka record value
+//! (one JSON object with Elastic Common Schema names) lives here.
+//!
+//! The core fields are typed rather than kept in the map because an event in a queue should cost
+//! little more than its line: the origin's strings are shared by every event of a file.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::ack::AckToken;
@@ -9,79 +16,112 @@ use crate::ack::AckToken;
 /// One log event on its way to Kafka.
 #[derive(Debug)]
 pub struct Event {
-    /// The event's fields; nested objects for dotted ECS names (`log.file.path`).
+    /// `@timestamp`: when the line was read (a pipeline may set it from the line).
+    pub timestamp: DateTime<Utc>,
+    /// `message`: the line, without its newline.
+    pub message: String,
+    /// `host.name`, `log.file.path`, `log.offset`.
+    pub origin: Option<FileOrigin>,
+    /// Further fields, encoded after the core ones. Keys must not repeat `@timestamp`,
+    /// `message`, `host` or `log`.
     pub fields: Map<String, Value>,
     /// Settled when Kafka acknowledges the record, or when the event is given up for a counted
-    /// reason. `None` only for events nobody waits on (tests, `logship test`).
+    /// reason. `None` only for events nobody waits on (tests, benchmarks).
     pub ack: Option<AckToken>,
     /// Records of one stream share a key so they land on one partition in order.
-    pub key: Option<std::sync::Arc<[u8]>>,
+    pub key: Option<Arc<[u8]>>,
 }
 
-/// Where a line came from in a file.
-#[derive(Debug, Clone, Copy)]
-pub struct FileOrigin<'a> {
-    pub host: &'a str,
-    pub path: &'a str,
+/// Where a line came from in a file; the strings are shared by all lines of the file.
+#[derive(Debug, Clone)]
+pub struct FileOrigin {
+    pub host: Arc<str>,
+    pub path: Arc<str>,
     /// Byte offset of the line's first byte.
     pub offset: u64,
 }
 
 impl Event {
     /// An event for one line read from a file.
-    pub fn from_file_line(message: String, read_at: &str, origin: FileOrigin<'_>) -> Self {
-        let mut fields = Map::new();
-        fields.insert("@timestamp".into(), Value::String(read_at.to_owned()));
-        fields.insert("message".into(), Value::String(message));
-        let mut event = Self {
-            fields,
+    pub fn from_file_line(message: String, read_at: DateTime<Utc>, origin: FileOrigin) -> Self {
+        Self {
+            timestamp: read_at,
+            message,
+            origin: Some(origin),
+            fields: Map::new(),
             ack: None,
             key: None,
-        };
-        event.insert("host.name", Value::String(origin.host.to_owned()));
-        event.insert("log.file.path", Value::String(origin.path.to_owned()));
-        event.insert("log.offset", Value::from(origin.offset));
-        event
-    }
-
-    /// Sets the field at a dotted path, creating (or replacing non-object) parents on the way.
-    pub fn insert(&mut self, path: &str, value: Value) {
-        let mut map = &mut self.fields;
-        let mut parts = path.split('.').peekable();
-        while let Some(part) = parts.next() {
-            if parts.peek().is_none() {
-                map.insert(part.to_owned(), value);
-                return;
-            }
-            let child = map
-                .entry(part.to_owned())
-                .and_modify(|v| {
-                    if !v.is_object() {
-                        *v = Value::Object(Map::new());
-                    }
-                })
-                .or_insert_with(|| Value::Object(Map::new()));
-            map = match child {
-                Value::Object(inner) => inner,
-                _ => unreachable!("the entry was just made an object"),
-            };
         }
     }
 
-    /// The field at a dotted path, if present.
-    pub fn get(&self, path: &str) -> Option<&Value> {
-        let mut parts = path.split('.');
-        let mut value = self.fields.get(parts.next()?)?;
-        for part in parts {
-            value = value.as_object()?.get(part)?;
-        }
-        Some(value)
-    }
-
-    /// The Kafka record value: the fields as one JSON object.
+    /// The Kafka record value: one JSON object.
     pub fn to_json(&self) -> Vec<u8> {
-        // A map of JSON values always serializes.
-        serde_json::to_vec(&self.fields).expect("a JSON map serializes")
+        let mut out = Vec::with_capacity(self.message.len() + 160);
+        // Strings, numbers and JSON maps always serialize into a Vec.
+        serde_json::to_writer(&mut out, self).expect("an event serializes");
+        out
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let core = if self.origin.is_some() { 4 } else { 2 };
+        let mut map = serializer.serialize_map(Some(core + self.fields.len()))?;
+        map.serialize_entry("@timestamp", &timestamp(self.timestamp))?;
+        map.serialize_entry("message", &self.message)?;
+        if let Some(origin) = &self.origin {
+            map.serialize_entry("host", &Named { name: &origin.host })?;
+            map.serialize_entry("log", &Log { origin })?;
+        }
+        for (key, value) in &self.fields {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// `{"name": …}`
+struct Named<'a> {
+    name: &'a str,
+}
+
+impl Serialize for Named<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("name", self.name)?;
+        map.end()
+    }
+}
+
+/// `{"file": {"path": …}, "offset": …}`
+struct Log<'a> {
+    origin: &'a FileOrigin,
+}
+
+impl Serialize for Log<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(
+            "file",
+            &FilePath {
+                path: &self.origin.path,
+            },
+        )?;
+        map.serialize_entry("offset", &self.origin.offset)?;
+        map.end()
+    }
+}
+
+/// `{"path": …}`
+struct FilePath<'a> {
+    path: &'a str,
+}
+
+impl Serialize for FilePath<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("path", self.path)?;
+        map.end()
     }
 }
 
@@ -97,38 +137,24 @@ mod tests {
     #[test]
     fn file_line_encodes_with_ecs_names() {
         let origin = FileOrigin {
-            host: "node-1",
-            path: "/var/log/app.log",
+            host: "node-1".into(),
+            path: "/var/log/app.log".into(),
             offset: 42,
         };
-        let event = Event::from_file_line("hello".into(), "2026-11-22T00:00:00.000000000Z", origin);
+        let at = DateTime::from_timestamp(1_795_305_600, 0).unwrap();
+        let mut event = Event::from_file_line("hello \"x\"".into(), at, origin);
+        event.fields.insert("service".into(), Value::from("api"));
         let json: Value = serde_json::from_slice(&event.to_json()).unwrap();
         assert_eq!(
             json,
             serde_json::json!({
                 "@timestamp": "2026-11-22T00:00:00.000000000Z",
-                "message": "hello",
+                "message": "hello \"x\"",
                 "host": { "name": "node-1" },
-                "log": { "file": { "path": "/var/log/app.log" }, "offset": 42 }
+                "log": { "file": { "path": "/var/log/app.log" }, "offset": 42 },
+                "service": "api"
             })
         );
-        assert_eq!(
-            event.get("log.file.path"),
-            Some(&Value::from("/var/log/app.log"))
-        );
-        assert_eq!(event.get("log.nope"), None);
-    }
-
-    #[test]
-    fn insert_replaces_a_scalar_parent() {
-        let mut event = Event {
-            fields: Map::new(),
-            ack: None,
-            key: None,
-        };
-        event.insert("a", Value::from(1));
-        event.insert("a.b", Value::from(2));
-        assert_eq!(event.get("a.b"), Some(&Value::from(2)));
     }
 
     #[test]

@@ -165,6 +165,33 @@ impl FileSourceMetrics {
     }
 }
 
+/// Why Kafka rejected a record for good: the `reason` label of `KAFKA_EVENTS_FAILED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    TooLarge,
+    NotAuthorized,
+    InvalidRecord,
+    InvalidTopic,
+}
+
+impl FailureReason {
+    pub const ALL: [Self; 4] = [
+        Self::TooLarge,
+        Self::NotAuthorized,
+        Self::InvalidRecord,
+        Self::InvalidTopic,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::NotAuthorized => "not_authorized",
+            Self::InvalidRecord => "invalid_record",
+            Self::InvalidTopic => "invalid_topic",
+        }
+    }
+}
+
 /// Handles for the Kafka producer of one topic.
 #[derive(Debug, Clone)]
 pub struct ProducerMetrics {
@@ -177,6 +204,11 @@ pub struct ProducerMetrics {
 
 impl ProducerMetrics {
     pub fn new(topic: &str) -> Self {
+        // Every reason exists from the start at 0, so alerts on `increase()` see the first failure.
+        for reason in FailureReason::ALL {
+            counter!(KAFKA_EVENTS_FAILED, "topic" => topic.to_owned(), "reason" => reason.label())
+                .absolute(0);
+        }
         Self {
             delivered: counter!(KAFKA_EVENTS_DELIVERED, "topic" => topic.to_owned()),
             in_flight: gauge!(KAFKA_EVENTS_IN_FLIGHT),
@@ -186,8 +218,9 @@ impl ProducerMetrics {
         }
     }
 
-    /// A record Kafka rejected for good; `reason` is a fixed, low-cardinality name.
-    pub fn failed(&self, reason: &'static str, error: &dyn std::fmt::Display) {
+    /// A record Kafka rejected for good.
+    pub fn failed(&self, reason: FailureReason, error: &dyn std::fmt::Display) {
+        let reason = reason.label();
         counter!(KAFKA_EVENTS_FAILED, "topic" => self.topic.clone(), "reason" => reason)
             .increment(1);
         if self.log.allow() {

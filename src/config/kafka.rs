@@ -79,10 +79,10 @@ const fn default_batch_max_bytes() -> u64 {
     1_000_000
 }
 const fn default_queue_max_bytes() -> u64 {
-    64 * 1024 * 1024
+    16 * 1024 * 1024
 }
 const fn default_queue_max_events() -> u64 {
-    100_000
+    20_000
 }
 
 /// librdkafka properties set by first-class keys or fixed by logship's guarantees.

@@ -24,7 +24,7 @@ use crate::ack::AckToken;
 use crate::config::KafkaSettings;
 use crate::event::Event;
 use crate::health::Health;
-use crate::metrics::{LogLimiter, ProducerMetrics};
+use crate::metrics::{FailureReason, LogLimiter, ProducerMetrics};
 
 /// Why the producer stopped.
 #[derive(Debug, thiserror::Error)]
@@ -116,13 +116,15 @@ impl ProducerContext for DeliveryContext {
 }
 
 /// Errors after which producing the same record again cannot succeed.
-fn permanent_reason(error: &KafkaError) -> Option<&'static str> {
+fn permanent_reason(error: &KafkaError) -> Option<FailureReason> {
     use RDKafkaErrorCode as C;
     match error.rdkafka_error_code()? {
-        C::MessageSizeTooLarge | C::InvalidMessageSize => Some("too_large"),
-        C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed => Some("not_authorized"),
-        C::InvalidMessage | C::InvalidRecord => Some("invalid_record"),
-        C::InvalidTopic => Some("invalid_topic"),
+        C::MessageSizeTooLarge | C::InvalidMessageSize => Some(FailureReason::TooLarge),
+        C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed => {
+            Some(FailureReason::NotAuthorized)
+        }
+        C::InvalidMessage | C::InvalidRecord => Some(FailureReason::InvalidRecord),
+        C::InvalidTopic => Some(FailureReason::InvalidTopic),
         _ => None,
     }
 }

@@ -57,3 +57,43 @@ fn invalid_utf8_and_long_lines_neither_crash_nor_stall() {
     let (status, _) = agent.terminate(Duration::from_secs(15));
     assert!(status.success());
 }
+
+#[test]
+fn record_over_the_size_limit_is_counted_as_failed_and_the_file_moves_on() {
+    let brokers = brokers();
+    let topic = create_topic(&brokers, "toolarge", 1);
+    let setup = Setup::new();
+    let path = setup.logs.join("big.log");
+    let big = "y".repeat(5000);
+    std::fs::write(&path, format!("small one\n{big}\nsmall two\n")).expect("write");
+    let config = setup.config(
+        &brokers,
+        &topic,
+        "",
+        "batch_max_bytes = 2000\nlibrdkafka_options = { \"message.max.bytes\" = \"2000\" }",
+    );
+    let agent = Agent::start(&setup, &config);
+
+    let mut reader = TopicReader::new(&brokers, &topic);
+    let records = reader.read_until(2, Duration::from_secs(1), Duration::from_secs(30));
+    let messages: Vec<&str> = records.iter().map(|r| r.message()).collect();
+    assert_eq!(messages, ["small one", "small two"]);
+    let failed =
+        format!("logship_kafka_events_failed_total{{topic=\"{topic}\",reason=\"too_large\"}}");
+    assert_eq!(
+        agent.metric(&failed),
+        Some(1.0),
+        "the rejected record is counted by reason"
+    );
+    // Given up and counted, it no longer holds the checkpoint back.
+    let size = std::fs::metadata(&path).expect("size").len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while setup.checkpoint_offsets().get(&path.display().to_string()) != Some(&size) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "checkpoint stuck: {:?}",
+            setup.checkpoint_offsets()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

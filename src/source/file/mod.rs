@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ack::AckTracker;
 use crate::config::FileSourceSettings;
-use crate::event::{self, Event, FileOrigin};
+use crate::event::{Event, FileOrigin};
 use crate::metrics::FileSourceMetrics;
 use checkpoint::{CheckpointStore, FileCheckpoint, FileId};
 use reader::{Line, LineFramer};
@@ -47,7 +47,7 @@ pub struct SourceControl {
 pub struct FileSource {
     id: String,
     settings: FileSourceSettings,
-    host: String,
+    host: Arc<str>,
     store: CheckpointStore,
     metrics: FileSourceMetrics,
     /// Checkpoints read at start that no tracked file has claimed yet.
@@ -63,7 +63,7 @@ pub struct FileSource {
 struct Tracked {
     id: FileId,
     path: PathBuf,
-    path_str: String,
+    path_str: Arc<str>,
     file: File,
     framer: LineFramer,
     tracker: Arc<AckTracker<u64>>,
@@ -92,7 +92,7 @@ impl FileSource {
         Self {
             id: id.to_owned(),
             settings,
-            host: host.to_owned(),
+            host: host.into(),
             store,
             metrics: FileSourceMetrics::new(id),
             unclaimed,
@@ -213,7 +213,7 @@ impl FileSource {
     fn open(&mut self, path: &Path, id: FileId) -> std::io::Result<Tracked> {
         let mut file = File::open(path)?;
         let size = file.metadata()?.len();
-        let path_str = path.display().to_string();
+        let path_str: Arc<str> = path.display().to_string().into();
         let mut offset = match self.unclaimed.remove(&id) {
             Some(checkpoint) => checkpoint.offset,
             None => 0,
@@ -269,7 +269,7 @@ impl FileSource {
         }
         self.metrics.bytes_read.increment(total as u64);
         self.metrics.events_read.increment(lines.len() as u64);
-        let read_at = event::timestamp(chrono::Utc::now());
+        let read_at = chrono::Utc::now();
         let file = &self.files[index];
         lines
             .into_iter()
@@ -287,11 +287,11 @@ impl FileSource {
                     String::from_utf8_lossy(e.as_bytes()).into_owned()
                 });
                 let origin = FileOrigin {
-                    host: &self.host,
-                    path: &file.path_str,
+                    host: Arc::clone(&self.host),
+                    path: Arc::clone(&file.path_str),
                     offset: line.start,
                 };
-                let mut event = Event::from_file_line(message, &read_at, origin);
+                let mut event = Event::from_file_line(message, read_at, origin);
                 event.ack = Some(file.tracker.track(line.end));
                 event.key = Some(Arc::clone(&file.key));
                 event
