@@ -4,7 +4,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logship::ack::AckTracker;
 use logship::event::{Event, FileOrigin};
-use logship::source::file::reader::LineFramer;
+use logship::source::file::reader::{Line, LineFramer};
 
 /// 10,000 lines shaped like an access log, about 1.2 MB.
 fn input() -> Vec<u8> {
@@ -22,29 +22,25 @@ fn input() -> Vec<u8> {
     out
 }
 
+fn frame_all(data: &[u8]) -> Vec<Line> {
+    let mut framer = LineFramer::new(0, 1 << 20);
+    let mut lines = Vec::with_capacity(10_000);
+    for chunk in data.chunks(64 * 1024) {
+        framer.feed(chunk, &mut lines);
+    }
+    lines
+}
+
 fn bench(c: &mut Criterion) {
     let data = input();
     let mut group = c.benchmark_group("file_path");
     group.throughput(Throughput::Bytes(data.len() as u64));
 
-    group.bench_function("frame", |b| {
-        b.iter(|| {
-            let mut framer = LineFramer::new(0, 1 << 20);
-            let mut lines = Vec::with_capacity(10_000);
-            for chunk in data.chunks(64 * 1024) {
-                framer.feed(chunk, &mut lines);
-            }
-            lines.len()
-        })
-    });
+    group.bench_function("frame", |b| b.iter(|| frame_all(&data).len()));
 
     group.bench_function("frame_event_encode", |b| {
         b.iter(|| {
-            let mut framer = LineFramer::new(0, 1 << 20);
-            let mut lines = Vec::with_capacity(10_000);
-            for chunk in data.chunks(64 * 1024) {
-                framer.feed(chunk, &mut lines);
-            }
+            let lines = frame_all(&data);
             let tracker = AckTracker::new(0u64);
             let host: std::sync::Arc<str> = "node-1".into();
             let path: std::sync::Arc<str> = "/var/log/nginx/access.log".into();

@@ -70,7 +70,7 @@ impl Serialize for Event {
         map.serialize_entry("@timestamp", &timestamp(self.timestamp))?;
         map.serialize_entry("message", &self.message)?;
         if let Some(origin) = &self.origin {
-            map.serialize_entry("host", &Named { name: &origin.host })?;
+            map.serialize_entry("host", &One("name", &*origin.host))?;
             map.serialize_entry("log", &Log { origin })?;
         }
         for (key, value) in &self.fields {
@@ -80,15 +80,13 @@ impl Serialize for Event {
     }
 }
 
-/// `{"name": …}`
-struct Named<'a> {
-    name: &'a str,
-}
+/// A JSON object with one entry.
+struct One<'a, V: Serialize + ?Sized>(&'static str, &'a V);
 
-impl Serialize for Named<'_> {
+impl<V: Serialize + ?Sized> Serialize for One<'_, V> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry("name", self.name)?;
+        map.serialize_entry(self.0, self.1)?;
         map.end()
     }
 }
@@ -101,26 +99,8 @@ struct Log<'a> {
 impl Serialize for Log<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(2))?;
-        map.serialize_entry(
-            "file",
-            &FilePath {
-                path: &self.origin.path,
-            },
-        )?;
+        map.serialize_entry("file", &One("path", &*self.origin.path))?;
         map.serialize_entry("offset", &self.origin.offset)?;
-        map.end()
-    }
-}
-
-/// `{"path": …}`
-struct FilePath<'a> {
-    path: &'a str,
-}
-
-impl Serialize for FilePath<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry("path", self.path)?;
         map.end()
     }
 }

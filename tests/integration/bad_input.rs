@@ -86,14 +86,5 @@ fn record_over_the_size_limit_is_counted_as_failed_and_the_file_moves_on() {
         "the rejected record is counted by reason"
     );
     // Given up and counted, it no longer holds the checkpoint back.
-    let size = std::fs::metadata(&path).expect("size").len();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while setup.checkpoint_offsets().get(&path.display().to_string()) != Some(&size) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "checkpoint stuck: {:?}",
-            setup.checkpoint_offsets()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    setup.wait_for_checkpoints_at_eof([path.as_path()]);
 }

@@ -37,21 +37,7 @@ fn lines_written_before_start_arrive_exactly_once_in_order() {
     assert!(first["log"]["offset"].is_u64());
 
     // Checkpoints reach the end of every file once everything is delivered.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let offsets = setup.checkpoint_offsets();
-        let done = expected
-            .keys()
-            .all(|p| offsets.get(p) == Some(&std::fs::metadata(p).expect("log file").len()));
-        if done {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "checkpoints did not reach EOF: {offsets:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    setup.wait_for_checkpoints_at_eof(expected.keys().map(std::path::Path::new));
     let delivered = agent.metric(&format!(
         "logship_kafka_events_delivered_total{{topic=\"{topic}\"}}"
     ));

@@ -280,6 +280,27 @@ topic = "{topic}"
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// Waits until the checkpoint of every file in `paths` reaches that file's size.
+    pub fn wait_for_checkpoints_at_eof<'a>(&self, paths: impl IntoIterator<Item = &'a Path>) {
+        let paths: Vec<&Path> = paths.into_iter().collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let offsets = self.checkpoint_offsets();
+            let at_eof = paths.iter().all(|p| {
+                let size = std::fs::metadata(p).expect("log file").len();
+                offsets.get(&p.display().to_string()) == Some(&size)
+            });
+            if at_eof {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "checkpoints did not reach EOF: {offsets:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Offsets in the checkpoint file, by path.
     pub fn checkpoint_offsets(&self) -> HashMap<String, u64> {
         let Some(checkpoint) = self.checkpoint() else {

@@ -2,6 +2,7 @@
 //! `scripts/services.sh` (see `harness`). One test binary, so rdkafka is linked once.
 
 mod bad_input;
+mod cli;
 mod config_errors;
 mod delivery;
 mod harness;
