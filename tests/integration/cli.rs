@@ -19,7 +19,7 @@ fn json_log_format_writes_one_json_object_per_line() {
     let setup = Setup::new();
     // No broker is needed: the agent logs its start-up either way.
     let config = setup.config(&format!("127.0.0.1:{}", free_port()), "logs", "", "");
-    let mut child = logship()
+    let child = logship()
         .args(["--log-format", "json", "run", "-c"])
         .arg(&config)
         .stderr(std::process::Stdio::piped())
