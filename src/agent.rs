@@ -26,8 +26,8 @@ const CHANNEL_BATCHES: usize = 16;
 const STALL_AFTER: Duration = Duration::from_secs(60);
 /// How often the brokers are asked for metadata, for /health.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
-/// How long sources get to write their final checkpoints.
-const FINAL_CHECKPOINT_GRACE: Duration = Duration::from_secs(5);
+/// Part of `shutdown_timeout` kept for the final checkpoints (at most a quarter of it).
+const FINAL_CHECKPOINT_RESERVE: Duration = Duration::from_secs(2);
 
 /// Why the agent stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -99,37 +99,43 @@ pub async fn run(
         () = shutdown => None,
         done = &mut producing => Some(done),
     };
+    // One deadline for the whole drain: flush, then final checkpoints, then the API.
     let draining = Instant::now();
+    let deadline = draining + config.shutdown_timeout;
+    let reserve = FINAL_CHECKPOINT_RESERVE.min(config.shutdown_timeout / 4);
     control.stop.cancel();
     producer_stop.cancel();
+    probe.abort();
     let result = match outcome {
         Some(done) => done,
         None => producing.await,
     };
-    let result = match result {
-        Ok(result) => result,
-        Err(join) => {
-            tracing::error!(error = %join, "producer task failed");
-            Ok(())
-        }
-    };
-    let left = config.shutdown_timeout.saturating_sub(draining.elapsed());
+    let result = result.unwrap_or_else(|join| Err(ProducerError::Panicked(join.to_string())));
+    let left = (deadline - reserve).saturating_duration_since(Instant::now());
     producer.flush(left).await;
     control.finish.cancel();
-    for source in sources {
-        if tokio::time::timeout(FINAL_CHECKPOINT_GRACE, source)
-            .await
-            .is_err()
-        {
-            tracing::error!("a source did not write its final checkpoint in time");
-        }
+    let finished = tokio::time::timeout_at(deadline, join_sources(sources)).await;
+    if finished.is_err() {
+        tracing::error!(
+            "sources did not write their final checkpoints before the shutdown deadline"
+        );
     }
     api_stop.cancel();
-    let _ = probe.await;
-    let _ = api_task.await;
+    if tokio::time::timeout_at(deadline, api_task).await.is_err() {
+        tracing::warn!("API connections still open at the shutdown deadline");
+    }
     tracing::info!(
         elapsed_ms = draining.elapsed().as_millis() as u64,
         "agent stopped"
     );
     result.map_err(AgentError::from)
+}
+
+/// Awaits every task; a task that panicked is logged.
+async fn join_sources(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        if let Err(error) = task.await {
+            tracing::error!(%error, "source task failed");
+        }
+    }
 }

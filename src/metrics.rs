@@ -228,10 +228,10 @@ impl ProducerMetrics {
         }
     }
 
-    /// A record that failed in a way worth retrying; it is produced again.
+    /// librdkafka refused to take a record for a transient reason; it is offered again.
     pub fn retrying(&self, error: &dyn std::fmt::Display) {
         if self.log.allow() {
-            tracing::warn!(topic = %self.topic, %error, "delivery failed; producing the record again");
+            tracing::warn!(topic = %self.topic, %error, "producer refused the record; offering it again");
         }
     }
 }

@@ -97,7 +97,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         .thread_name("logship")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let metrics = logship::metrics::install().context("cannot install the metrics recorder")?;
         let signals = async {
             match logship::shutdown::signalled().await {
@@ -111,7 +111,10 @@ fn run(config: Config) -> anyhow::Result<()> {
         logship::agent::run(config, metrics, signals)
             .await
             .context("agent failed")
-    })
+    });
+    // A broker probe may still sit in a blocking metadata call; do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }
 
 fn init_tracing(format: LogFormat) {

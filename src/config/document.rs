@@ -46,9 +46,14 @@ impl<'i> Document<'i> {
             };
             let inner = e.into_inner();
             let (path, reason) = refine(join(prefix, &inner_path), inner.message());
-            let line = self
-                .line_of_span(inner.span())
-                .or_else(|| self.line_of_key(&path));
+            // A missing key has no span of its own: point at its table's header, never at the
+            // span of the whole document (line 1).
+            let line = if reason == MISSING {
+                self.line_of_key(&path)
+            } else {
+                self.line_of_span(inner.span())
+                    .or_else(|| self.line_of_key(&path))
+            };
             ConfigError::invalid(&path, line, &reason)
         })
     }
@@ -65,10 +70,27 @@ impl<'i> Document<'i> {
         self.line_of_span(Some(span))
     }
 
-    /// The dotted key path whose value contains byte `offset`, the innermost one.
+    /// The dotted key path whose value contains byte `offset`, the innermost one. When the text
+    /// is not valid TOML (an unquoted `${VAR}` makes it so), the key is read off the line: the
+    /// name before `=`, under the nearest `[table]` header above it.
     pub fn key_at_offset(&self, offset: usize) -> Option<String> {
-        let root = DeTable::parse(self.text).ok()?.into_inner();
-        key_containing(&root, offset, "")
+        if let Ok(root) = DeTable::parse(self.text) {
+            return key_containing(root.get_ref(), offset, "");
+        }
+        let before = &self.text[..offset.min(self.text.len())];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let key = before[line_start..]
+            .split_once('=')?
+            .0
+            .trim()
+            .trim_matches('"');
+        let table = before[..line_start].lines().rev().find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')?
+                .strip_suffix(']')
+                .map(|t| t.trim_matches(['[', ']']).trim())
+        });
+        Some(join(table.unwrap_or(""), key))
     }
 
     /// The line (1-based) that holds byte `offset`.
@@ -96,19 +118,22 @@ pub fn join(prefix: &str, suffix: &str) -> String {
     }
 }
 
+const MISSING: &str = "required key is missing";
+
 /// serde reports a missing or unknown field at the path of its table; point at the key itself.
 fn refine(path: String, message: &str) -> (String, String) {
     for marker in ["missing field `", "unknown field `"] {
         if let Some(rest) = message.strip_prefix(marker)
             && let Some((field, tail)) = rest.split_once('`')
         {
-            let path = if path.ends_with(field) {
+            let names_field = path == field || path.ends_with(&format!(".{field}"));
+            let path = if names_field {
                 path
             } else {
                 join(&path, field)
             };
             let reason = match marker {
-                "missing field `" => "required key is missing".to_owned(),
+                "missing field `" => MISSING.to_owned(),
                 _ => format!("unknown key{}", tail.trim_end_matches('.')),
             };
             return (path, reason);
@@ -212,6 +237,23 @@ mod tests {
         let doc = Document::new(TEXT);
         let offset = TEXT.find("\"y\"").unwrap();
         assert_eq!(doc.key_at_offset(offset).as_deref(), Some("kafka.brokers"));
+    }
+
+    #[test]
+    fn finds_the_key_of_an_unquoted_reference_in_invalid_toml() {
+        let text = "a = 1\n[kafka]\nlinger_ms = ${LINGER}\n";
+        let doc = Document::new(text);
+        let offset = text.find("${").unwrap();
+        assert_eq!(
+            doc.key_at_offset(offset).as_deref(),
+            Some("kafka.linger_ms")
+        );
+    }
+
+    #[test]
+    fn refine_keeps_a_path_that_only_ends_like_the_field() {
+        let (path, _) = refine("sources.web-include".into(), "missing field `include`");
+        assert_eq!(path, "sources.web-include.include");
     }
 
     #[test]

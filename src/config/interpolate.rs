@@ -1,8 +1,8 @@
 //! `${VAR}` and `${VAR:-default}` substitution in the configuration text, before TOML parsing.
 //!
 //! Substitution happens on the raw text so that numbers and booleans can come from the
-//! environment too. Lines whose first non-blank character is `#` are left alone, so a commented
-//! example in a config file never demands a variable. `$${` writes a literal `${`.
+//! environment too. Comments (from a `#` outside a string to the end of the line) are left alone,
+//! so a commented example in a config file never demands a variable. `$${` writes a literal `${`.
 //! This module knows nothing of TOML; the caller maps an error's byte offset to a key.
 
 /// A variable that could not be substituted.
@@ -35,11 +35,9 @@ pub fn interpolate(
     let mut out = String::with_capacity(text.len());
     let mut line_start = 0;
     for line in text.split_inclusive('\n') {
-        if line.trim_start().starts_with('#') {
-            out.push_str(line);
-        } else {
-            interpolate_line(line, line_start, lookup, &mut out)?;
-        }
+        let (code, comment) = line.split_at(comment_start(line));
+        interpolate_line(code, line_start, lookup, &mut out)?;
+        out.push_str(comment);
         line_start += line.len();
     }
     Ok(out)
@@ -97,6 +95,25 @@ fn interpolate_line(
     Ok(())
 }
 
+/// Byte index where the line's comment starts (its length when it has none). Tracks TOML's
+/// one-line basic (`"…"`, with escapes) and literal (`'…'`) strings.
+fn comment_start(line: &str) -> usize {
+    let mut quote = None;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some('"'), _) if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') => return i,
+            (None, _) => {}
+        }
+    }
+    line.len()
+}
+
 fn is_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
@@ -143,6 +160,16 @@ mod tests {
         assert_eq!(
             interpolate(text, &env).unwrap(),
             "# uses ${NOPE}\n  # ${ALSO_NOPE}\na = \"${HOST}\"\n"
+        );
+    }
+
+    #[test]
+    fn trailing_comments_are_left_alone_but_hashes_in_strings_are_not_comments() {
+        let text =
+            "a = \"${HOST}\" # or ${NOPE}\nb = \"#${HOST}\" # ${NOPE}\nc = '#' # '${NOPE}'\n";
+        assert_eq!(
+            interpolate(text, &env).unwrap(),
+            "a = \"kafka-1\" # or ${NOPE}\nb = \"#kafka-1\" # ${NOPE}\nc = '#' # '${NOPE}'\n"
         );
     }
 

@@ -30,10 +30,6 @@ pub struct KafkaConfig {
     /// Largest batch of records sent to one partition (`batch.size`).
     #[serde(default = "default_batch_max_bytes")]
     pub batch_max_bytes: u64,
-    /// How long a record may wait for delivery before it fails (`message.timeout.ms`); 0 waits
-    /// forever, so an unreachable broker stops reading instead of failing records.
-    #[serde(default)]
-    pub message_timeout_ms: u64,
     /// Most bytes of records handed to librdkafka and not yet acknowledged: the in-flight window.
     #[serde(default = "default_queue_max_bytes")]
     pub queue_max_bytes: u64,
@@ -158,7 +154,9 @@ impl KafkaConfig {
             .set("compression.type", self.compression.as_librdkafka())
             .set("linger.ms", self.linger_ms.to_string())
             .set("batch.size", self.batch_max_bytes.to_string())
-            .set("message.timeout.ms", self.message_timeout_ms.to_string())
+            // Records wait for delivery forever: an unreachable broker stops reading (backpressure)
+            // instead of failing records. The disk spool will bound this wait.
+            .set("message.timeout.ms", "0")
             .set(
                 "queue.buffering.max.kbytes",
                 (self.queue_max_bytes / 1024).to_string(),

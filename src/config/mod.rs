@@ -293,6 +293,15 @@ mod tests {
     }
 
     #[test]
+    fn missing_top_level_table_is_not_blamed_on_line_1() {
+        let text = minimal("", "");
+        let text = &text[..text.find("[kafka]").unwrap()];
+        let (key, line, _) = invalid(text);
+        assert_eq!(key, "kafka");
+        assert_eq!(line, None);
+    }
+
+    #[test]
     fn bad_glob_names_the_item() {
         let text = minimal("", "").replace("/var/log/*.log", "/var/log/[.log");
         let (key, line, _) = invalid(&text);

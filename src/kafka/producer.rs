@@ -2,12 +2,14 @@
 //! settles an event's ack token.
 //!
 //! librdkafka batches, compresses and retries (idempotent, acks=all, at most 5 requests in flight,
-//! so retries keep order). Errors are classified: a full queue means wait for delivery reports
-//! (backpressure, never an error); a record Kafka rejects for good is counted by reason and given
-//! up; anything else is produced again after a backoff, ahead of new events; a fatal producer
-//! error stops the agent, whose checkpoints then still point before every undelivered line.
+//! so retries keep order), and with `message.timeout.ms = 0` it retries forever. Errors are
+//! classified: a full queue means wait for delivery reports (backpressure, never an error); a
+//! record Kafka rejects for good is counted by reason and given up; any other failed delivery
+//! stops the producer, and so the agent (exit 1). Producing the record again here could reorder
+//! or duplicate it within its file; after a restart the file resumes, in order, from its
+//! checkpoint, which still points before the failed record. (The disk spool will take such
+//! records instead.)
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +38,13 @@ pub enum ProducerError {
         code: RDKafkaErrorCode,
         reason: String,
     },
+    #[error(
+        "a record could not be delivered ({0}); stopping so that the restart resumes in order \
+         from the checkpoint"
+    )]
+    Undeliverable(String),
+    #[error("the producer task failed: {0}")]
+    Panicked(String),
 }
 
 /// What rides along with a record until its delivery report.
@@ -44,18 +53,13 @@ struct InFlight {
     key: Option<Arc<[u8]>>,
 }
 
-/// A record to produce again after a transient failure.
-struct Retry {
-    payload: Vec<u8>,
-    inflight: Box<InFlight>,
-}
-
 /// State the delivery callback (librdkafka's polling thread) shares with the produce loop.
 struct Shared {
     metrics: ProducerMetrics,
     health: Arc<Health>,
     reported: Notify,
-    retries: Mutex<VecDeque<Retry>>,
+    /// The first delivery failure that was neither success nor a permanent rejection.
+    undeliverable: Mutex<Option<String>>,
     client_log: LogLimiter,
 }
 
@@ -99,10 +103,13 @@ impl ProducerContext for DeliveryContext {
                         }
                     }
                     None => {
-                        shared.metrics.retrying(error);
-                        let payload = message.payload().unwrap_or_default().to_vec();
-                        let mut retries = shared.retries.lock().unwrap_or_else(|p| p.into_inner());
-                        retries.push_back(Retry { payload, inflight });
+                        // The token stays unsettled: the checkpoint never passes this record.
+                        tracing::error!(topic = ?message.topic(), %error, "delivery failed");
+                        let mut first = shared
+                            .undeliverable
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        first.get_or_insert_with(|| error.to_string());
                     }
                 }
             }
@@ -136,9 +143,8 @@ pub struct Producer {
     shared: Arc<Shared>,
 }
 
-/// Back-off between rounds of producing failed records again.
-const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
-const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Wait between attempts to hand a record to librdkafka after a local, transient refusal.
+const SEND_RETRY_WAIT: Duration = Duration::from_millis(100);
 
 impl Producer {
     pub fn new(settings: &KafkaSettings, health: Arc<Health>) -> Result<Self, ProducerError> {
@@ -146,7 +152,7 @@ impl Producer {
             metrics: ProducerMetrics::new(&settings.topic),
             health,
             reported: Notify::new(),
-            retries: Mutex::new(VecDeque::new()),
+            undeliverable: Mutex::new(None),
             client_log: LogLimiter::per_minute(12),
         });
         let context = DeliveryContext {
@@ -170,30 +176,8 @@ impl Producer {
         mut rx: mpsc::Receiver<Vec<Event>>,
         stop: CancellationToken,
     ) -> Result<(), ProducerError> {
-        let mut backoff = RETRY_BACKOFF_MIN;
         loop {
-            self.check_fatal()?;
-            let retries: Vec<Retry> = {
-                let mut queue = self
-                    .shared
-                    .retries
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                queue.drain(..).collect()
-            };
-            if !retries.is_empty() {
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-                for retry in retries {
-                    if !self.send(&retry.payload, retry.inflight, &stop).await? {
-                        return Ok(());
-                    }
-                }
-                continue;
-            }
+            self.check_failed()?;
             let batch = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Ok(()),
@@ -212,7 +196,6 @@ impl Producer {
                     return Ok(());
                 }
             }
-            backoff = RETRY_BACKOFF_MIN;
         }
     }
 
@@ -246,7 +229,7 @@ impl Producer {
                     }
                 }
                 Err((error, mut record)) => {
-                    self.check_fatal()?;
+                    self.check_failed()?;
                     match permanent_reason(&error) {
                         Some(reason) => {
                             self.shared.metrics.failed(reason, &error);
@@ -260,7 +243,7 @@ impl Producer {
                             inflight = record.delivery_opaque;
                             tokio::select! {
                                 _ = stop.cancelled() => return Ok(false),
-                                _ = tokio::time::sleep(RETRY_BACKOFF_MIN) => {}
+                                _ = tokio::time::sleep(SEND_RETRY_WAIT) => {}
                             }
                         }
                     }
@@ -269,11 +252,19 @@ impl Producer {
         }
     }
 
-    fn check_fatal(&self) -> Result<(), ProducerError> {
-        match self.inner.client().fatal_error() {
-            Some((code, reason)) => Err(ProducerError::Fatal { code, reason }),
-            None => Ok(()),
+    /// Fails when librdkafka hit a fatal error or a delivery failed for a reason not known to be
+    /// permanent.
+    fn check_failed(&self) -> Result<(), ProducerError> {
+        if let Some((code, reason)) = self.inner.client().fatal_error() {
+            return Err(ProducerError::Fatal { code, reason });
         }
+        let failed = self
+            .shared
+            .undeliverable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        failed.map_or(Ok(()), |e| Err(ProducerError::Undeliverable(e)))
     }
 
     /// Waits up to `timeout` for every record handed to librdkafka to be reported.

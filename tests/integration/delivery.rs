@@ -23,7 +23,7 @@ fn lines_written_before_start_arrive_exactly_once_in_order() {
 
     let mut reader = TopicReader::new(&brokers, &topic);
     let records = reader.read_until(100_000, Duration::from_secs(2), Duration::from_secs(120));
-    let duplicates = check_delivery(records, &expected);
+    let duplicates = check_delivery(records, &expected, 0);
     assert_eq!(duplicates, 0, "a clean run delivers each line exactly once");
 
     // Records carry the ECS envelope.
@@ -58,6 +58,10 @@ fn sigterm_while_shipping_exits_zero_and_restart_resends_nothing() {
 
     // Stop while lines are still being written and shipped.
     std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !writer.is_finished(),
+        "the writer finished before SIGTERM; the test proves nothing"
+    );
     let (status, took) = agent.terminate(Duration::from_secs(15));
     assert!(status.success(), "exit status {status:?}");
     assert!(
@@ -80,10 +84,8 @@ fn sigterm_while_shipping_exits_zero_and_restart_resends_nothing() {
         Duration::from_secs(2),
         Duration::from_secs(120),
     );
-    let duplicates = check_delivery(
-        records,
-        &HashMap::from([(path.display().to_string(), lines)]),
-    );
+    let expected = HashMap::from([(path.display().to_string(), lines)]);
+    let duplicates = check_delivery(records, &expected, 0);
     println!("SIGTERM after {before} records, restart delivered the rest: {duplicates} duplicates");
     assert_eq!(
         duplicates, 0,

@@ -7,3 +7,4 @@ mod config_errors;
 mod delivery;
 mod harness;
 mod outages;
+mod rotation;

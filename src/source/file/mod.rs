@@ -181,7 +181,8 @@ impl FileSource {
 
     /// Expands the globs: opens new files, detaches files whose path now leads elsewhere.
     fn scan(&mut self) {
-        let found = expand(&self.settings);
+        // Globbing walks directories: keep it off the async workers' hot path.
+        let found = tokio::task::block_in_place(|| expand(&self.settings));
         let mut current: HashMap<&Path, FileId> = HashMap::new();
         for (path, id) in &found {
             current.insert(path.as_path(), *id);
@@ -250,6 +251,13 @@ impl FileSource {
             match file.file.read(chunk) {
                 Ok(0) => {
                     file.at_eof = true;
+                    if total == 0 {
+                        Self::restart_if_truncated(
+                            file,
+                            &self.metrics,
+                            self.settings.max_line_bytes,
+                        );
+                    }
                     break;
                 }
                 Ok(n) => {
@@ -299,6 +307,29 @@ impl FileSource {
             .collect()
     }
 
+    /// A file shorter than the read position was truncated (copytruncate, `> file`): read it
+    /// again from 0 under a new tracker. Events of the old content stay settled by the old one.
+    fn restart_if_truncated(
+        file: &mut Tracked,
+        metrics: &FileSourceMetrics,
+        max_line_bytes: usize,
+    ) {
+        let (Ok(position), Ok(meta)) = (file.file.stream_position(), file.file.metadata()) else {
+            return;
+        };
+        if meta.len() >= position {
+            return;
+        }
+        metrics.offset_reset(&file.path_str, position, meta.len());
+        if let Err(error) = file.file.seek(SeekFrom::Start(0)) {
+            metrics.read_error(&file.path_str, &error);
+            return;
+        }
+        file.framer = LineFramer::new(0, max_line_bytes);
+        file.tracker = AckTracker::new(0);
+        file.at_eof = false;
+    }
+
     /// Lets go of detached files that are read to the end and fully settled.
     fn release_finished(&mut self) {
         let before = self.files.len();
@@ -321,7 +352,8 @@ impl FileSource {
             id: f.id,
             offset: f.tracker.position(),
         }));
-        match self.store.save(entries) {
+        // Two fsyncs: blocking work, moved off the async workers.
+        match tokio::task::block_in_place(|| self.store.save(entries)) {
             Ok(true) => self.metrics.checkpoint_writes.increment(1),
             Ok(false) => {}
             Err(error) => self.metrics.checkpoint_error(self.store.path(), &error),
