@@ -19,6 +19,13 @@ pub const SOURCE_INVALID_UTF8_LINES: &str = "logship_source_invalid_utf8_lines_t
 pub const SOURCE_READ_ERRORS: &str = "logship_source_read_errors_total";
 pub const SOURCE_FILES_WATCHED: &str = "logship_source_files_watched";
 pub const SOURCE_OFFSET_RESETS: &str = "logship_source_offset_resets_total";
+pub const SOURCE_FILES_OPEN: &str = "logship_source_files_open";
+pub const SOURCE_FILES_ADDED: &str = "logship_source_files_added_total";
+pub const SOURCE_FILES_ROTATED: &str = "logship_source_files_rotated_total";
+pub const SOURCE_FILES_TRUNCATED: &str = "logship_source_files_truncated_total";
+pub const SOURCE_FILES_DELETED: &str = "logship_source_files_deleted_total";
+pub const SOURCE_FILES_VANISHED: &str = "logship_source_files_vanished_total";
+pub const SOURCE_UNREAD_BYTES: &str = "logship_source_unread_bytes_total";
 pub const CHECKPOINT_WRITES: &str = "logship_checkpoint_writes_total";
 pub const CHECKPOINT_WRITE_ERRORS: &str = "logship_checkpoint_write_errors_total";
 pub const KAFKA_EVENTS_DELIVERED: &str = "logship_kafka_events_delivered_total";
@@ -43,7 +50,29 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     describe_gauge!(SOURCE_FILES_WATCHED, "Files the source currently tracks.");
     describe_counter!(
         SOURCE_OFFSET_RESETS,
-        "Files found shorter than their read offset (truncated) and read again from 0."
+        "Checkpoints that no longer fit their file (shorter, other fingerprint, other bytes before the offset: inode reuse); the file is read from 0. Label why."
+    );
+    describe_gauge!(SOURCE_FILES_OPEN, "File descriptors the source holds open.");
+    describe_counter!(SOURCE_FILES_ADDED, "Files the source started reading.");
+    describe_counter!(
+        SOURCE_FILES_ROTATED,
+        "Files renamed away from their path (rotation)."
+    );
+    describe_counter!(
+        SOURCE_FILES_TRUNCATED,
+        "Files truncated while read (copytruncate), read again from 0."
+    );
+    describe_counter!(
+        SOURCE_FILES_DELETED,
+        "Files deleted while tracked; read to the end through the open descriptor."
+    );
+    describe_counter!(
+        SOURCE_FILES_VANISHED,
+        "Checkpointed or closed files that could not be found again; their unread bytes are lost."
+    );
+    describe_counter!(
+        SOURCE_UNREAD_BYTES,
+        "Bytes never read because their file vanished, where known."
     );
     describe_counter!(CHECKPOINT_WRITES, "Checkpoint files written, per source.");
     describe_counter!(
@@ -91,11 +120,18 @@ pub struct FileSourceMetrics {
     pub events_read: Counter,
     pub bytes_read: Counter,
     pub files_watched: Gauge,
+    pub files_open: Gauge,
+    pub files_added: Counter,
+    pub files_rotated: Counter,
+    pub files_deleted: Counter,
     pub checkpoint_writes: Counter,
+    files_truncated: Counter,
+    files_vanished: Counter,
+    unread_bytes: Counter,
+    source: String,
     lines_truncated: Counter,
     invalid_utf8: Counter,
     read_errors: Counter,
-    offset_resets: Counter,
     checkpoint_errors: Counter,
     log: LogLimiter,
 }
@@ -106,11 +142,18 @@ impl FileSourceMetrics {
             events_read: counter!(SOURCE_EVENTS_READ, "source" => source.to_owned()),
             bytes_read: counter!(SOURCE_BYTES_READ, "source" => source.to_owned()),
             files_watched: gauge!(SOURCE_FILES_WATCHED, "source" => source.to_owned()),
+            files_open: gauge!(SOURCE_FILES_OPEN, "source" => source.to_owned()),
+            files_added: counter!(SOURCE_FILES_ADDED, "source" => source.to_owned()),
+            files_rotated: counter!(SOURCE_FILES_ROTATED, "source" => source.to_owned()),
+            files_deleted: counter!(SOURCE_FILES_DELETED, "source" => source.to_owned()),
+            files_truncated: counter!(SOURCE_FILES_TRUNCATED, "source" => source.to_owned()),
+            files_vanished: counter!(SOURCE_FILES_VANISHED, "source" => source.to_owned()),
+            unread_bytes: counter!(SOURCE_UNREAD_BYTES, "source" => source.to_owned()),
+            source: source.to_owned(),
             checkpoint_writes: counter!(CHECKPOINT_WRITES, "source" => source.to_owned()),
             lines_truncated: counter!(SOURCE_LINES_TRUNCATED, "source" => source.to_owned()),
             invalid_utf8: counter!(SOURCE_INVALID_UTF8_LINES, "source" => source.to_owned()),
             read_errors: counter!(SOURCE_READ_ERRORS, "source" => source.to_owned()),
-            offset_resets: counter!(SOURCE_OFFSET_RESETS, "source" => source.to_owned()),
             checkpoint_errors: counter!(CHECKPOINT_WRITE_ERRORS, "source" => source.to_owned()),
             log: LogLimiter::per_minute(12),
         }
@@ -147,14 +190,32 @@ impl FileSourceMetrics {
         }
     }
 
-    pub fn offset_reset(&self, path: &str, offset: u64, size: u64) {
-        self.offset_resets.increment(1);
+    /// A checkpoint that no longer fits its file; `why` is a fixed reason.
+    pub fn offset_reset(&self, path: &str, offset: u64, size: u64, why: &'static str) {
+        counter!(SOURCE_OFFSET_RESETS, "source" => self.source.clone(), "why" => why).increment(1);
         tracing::warn!(
             path,
             offset,
             size,
-            "file is shorter than its offset; reading it from the start"
+            why,
+            "checkpoint does not fit the file any more; reading it from the start"
         );
+    }
+
+    pub fn file_truncated(&self, path: &str) {
+        self.files_truncated.increment(1);
+        if self.log.allow() {
+            tracing::info!(path, "file truncated; reading it again from the start");
+        }
+    }
+
+    /// A file that could not be found again; `unread` bytes of it were never read, when known.
+    pub fn file_vanished(&self, path: &str, unread: Option<u64>) {
+        self.files_vanished.increment(1);
+        self.unread_bytes.increment(unread.unwrap_or(0));
+        if self.log.allow() {
+            tracing::warn!(path, unread, "file vanished before it was read to its end");
+        }
     }
 
     pub fn checkpoint_error(&self, path: &std::path::Path, error: &std::io::Error) {

@@ -20,7 +20,9 @@ use serde::Deserialize;
 use toml::de::DeValue;
 
 pub use document::Document;
-pub use file_source::{FileSourceConfig, FileSourceSettings};
+pub use file_source::{
+    FileSourceConfig, FileSourceSettings, MultilineConfig, MultilineMode, ReadFrom,
+};
 pub use interpolate::{InterpolationError, interpolate};
 pub use kafka::{Compression, KafkaConfig, KafkaSettings};
 

@@ -26,6 +26,6 @@ fn truncated_file_is_read_again_from_the_start() {
     let expected = HashMap::from([(path.display().to_string(), lines)]);
     // The new content starts again at offset 0: one jump back, and no line twice.
     assert_eq!(check_delivery(records, &expected, 1), 0);
-    let resets = agent.metric("logship_source_offset_resets_total{source=\"app\"}");
+    let resets = agent.metric("logship_source_files_truncated_total{source=\"app\"}");
     assert_eq!(resets, Some(1.0));
 }

@@ -13,12 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the on-disk format; bump it when the layout changes and read the old one too.
 const VERSION: u32 = 1;
 
-/// A file's identity on this machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct FileId {
-    pub device: u64,
-    pub inode: u64,
-}
+pub use super::identity::FileId;
 
 /// Where one file resumes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,12 +23,39 @@ pub struct FileCheckpoint {
     pub id: FileId,
     /// Start of the oldest line not yet delivered.
     pub offset: u64,
+    /// Checksum of the first `fingerprint_bytes`, once the file had them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<u32>,
+    /// Checksum of the bytes just before `offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<u32>,
+    /// A compressed file read to its end and delivered: never read again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub complete: bool,
+}
+
+/// A file that was released (rotated away, deleted) after being read to `offset`; a compressed
+/// copy of it that turns up later is read only past that offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    pub fingerprint: u32,
+    pub offset: u64,
+}
+
+/// Everything a source resumes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub files: BTreeMap<FileId, FileCheckpoint>,
+    /// Most recent last.
+    pub released: Vec<Released>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct CheckpointFile {
     version: u32,
     files: Vec<FileCheckpoint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    released: Vec<Released>,
 }
 
 /// Why a checkpoint file could not be read.
@@ -72,11 +94,11 @@ impl CheckpointStore {
         &self.path
     }
 
-    /// The stored checkpoints by file identity; empty when none was written yet.
-    pub fn load(&self) -> Result<BTreeMap<FileId, FileCheckpoint>, CheckpointError> {
+    /// The stored checkpoint; empty when none was written yet.
+    pub fn load(&self) -> Result<Checkpoint, CheckpointError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Checkpoint::default()),
             Err(source) => {
                 return Err(CheckpointError::Read {
                     path: self.path.clone(),
@@ -95,17 +117,20 @@ impl CheckpointStore {
                 version: file.version,
             });
         }
-        Ok(file.files.into_iter().map(|c| (c.id, c)).collect())
+        Ok(Checkpoint {
+            files: file.files.into_iter().map(|c| (c.id, c)).collect(),
+            released: file.released,
+        })
     }
 
-    /// Writes `files` if they differ from what was last written. Returns whether it wrote.
-    pub fn save(&mut self, mut files: Vec<FileCheckpoint>) -> std::io::Result<bool> {
-        files.sort_by_key(|c| c.id);
-        let body = serde_json::to_vec_pretty(&CheckpointFile {
+    /// Writes the checkpoint if it differs from what was last written. Returns whether it wrote.
+    pub fn save(&mut self, checkpoint: &Checkpoint) -> std::io::Result<bool> {
+        let file = CheckpointFile {
             version: VERSION,
-            files,
-        })
-        .map_err(std::io::Error::other)?;
+            files: checkpoint.files.values().cloned().collect(),
+            released: checkpoint.released.clone(),
+        };
+        let body = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
         if self.last_written.as_ref() == Some(&body) {
             return Ok(false);
         }
@@ -132,7 +157,7 @@ mod tests {
     fn round_trips_and_skips_unchanged_writes() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = CheckpointStore::new(dir.path(), "app");
-        assert!(store.load().unwrap().is_empty());
+        assert_eq!(store.load().unwrap(), Checkpoint::default());
         let entry = FileCheckpoint {
             path: "/var/log/a.log".into(),
             id: FileId {
@@ -140,14 +165,24 @@ mod tests {
                 inode: 2,
             },
             offset: 99,
+            fingerprint: Some(7),
+            marker: None,
+            complete: false,
         };
-        assert!(store.save(vec![entry.clone()]).unwrap());
+        let checkpoint = Checkpoint {
+            files: BTreeMap::from([(entry.id, entry)]),
+            released: vec![Released {
+                fingerprint: 7,
+                offset: 5,
+            }],
+        };
+        assert!(store.save(&checkpoint).unwrap());
         assert!(
-            !store.save(vec![entry.clone()]).unwrap(),
+            !store.save(&checkpoint).unwrap(),
             "unchanged checkpoint is not rewritten"
         );
         let loaded = CheckpointStore::new(dir.path(), "app").load().unwrap();
-        assert_eq!(loaded.get(&entry.id), Some(&entry));
+        assert_eq!(loaded, checkpoint);
         assert!(!store.path().with_extension("json.tmp").exists());
     }
 

@@ -45,6 +45,33 @@ impl LineFramer {
         self.start
     }
 
+    pub fn max_line_bytes(&self) -> usize {
+        self.max_line_bytes
+    }
+
+    /// Whether bytes of an unterminated line are held.
+    pub fn has_partial(&self) -> bool {
+        self.seen > 0
+    }
+
+    /// Emits the held unterminated line as a line of its own (its newline never came).
+    pub fn flush_partial(&mut self) -> Option<Line> {
+        if self.seen == 0 {
+            return None;
+        }
+        let length = self.seen;
+        let end = self.start + length;
+        let line = Line {
+            bytes: std::mem::take(&mut self.buf),
+            start: self.start,
+            end,
+            truncated_from: (length > self.max_line_bytes as u64).then_some(length),
+        };
+        self.start = end;
+        self.seen = 0;
+        Some(line)
+    }
+
     /// Feeds the next bytes of the file and appends every line they complete to `out`.
     pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<Line>) {
         while !chunk.is_empty() {
@@ -119,6 +146,22 @@ mod tests {
         assert_eq!(lines[0].end, 10_001);
         assert_eq!(lines[1].bytes, b"ok");
         assert_eq!(lines[1].truncated_from, None);
+    }
+
+    #[test]
+    fn partial_line_can_be_flushed_and_framing_continues_after_it() {
+        let mut framer = LineFramer::new(0, 100);
+        let mut out = Vec::new();
+        framer.feed(b"a\nhalf", &mut out);
+        assert!(framer.has_partial());
+        let partial = framer.flush_partial().unwrap();
+        assert_eq!(
+            (partial.bytes.as_slice(), partial.start, partial.end),
+            (&b"half"[..], 2, 6)
+        );
+        assert!(!framer.has_partial());
+        framer.feed(b"next\n", &mut out);
+        assert_eq!((out[1].bytes.as_slice(), out[1].start), (&b"next"[..], 6));
     }
 
     #[test]

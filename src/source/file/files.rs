@@ -1,0 +1,445 @@
+//! The set of files a source reads, as a synchronous state machine: `scan` finds files and
+//! notices rotation, `read_turn` reads one file, `maintain` handles time (partial lines, idle
+//! files, rotated files), `checkpoint` says where each file resumes. The async loop in `mod.rs`
+//! only decides when to call these; the model-based test drives them step by step.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::checkpoint::{Checkpoint, FileCheckpoint, Released};
+use super::discovery::{self, Found, Skipped};
+use super::identity::{self, FileId};
+use super::reader::Line;
+use super::tracked::{Attachment, TrackedFile};
+use crate::config::{FileSourceSettings, ReadFrom};
+use crate::event::{Event, FileOrigin};
+use crate::metrics::FileSourceMetrics;
+
+/// How many released files are remembered for recognising their compressed copies.
+const RELEASED_HISTORY: usize = 1000;
+
+pub struct FileSet {
+    settings: FileSourceSettings,
+    host: Arc<str>,
+    metrics: FileSourceMetrics,
+    files: Vec<TrackedFile>,
+    /// Checkpoints of files not (yet) found again after a restart.
+    unclaimed: BTreeMap<FileId, FileCheckpoint>,
+    released: Vec<Released>,
+    /// Paths that could not be opened or are not regular files, reported once each.
+    reported: HashSet<PathBuf>,
+    chunk: Vec<u8>,
+    scanned_once: bool,
+}
+
+impl FileSet {
+    pub fn new(
+        settings: FileSourceSettings,
+        host: &str,
+        metrics: FileSourceMetrics,
+        checkpoint: Checkpoint,
+    ) -> Self {
+        Self {
+            settings,
+            host: host.into(),
+            metrics,
+            files: Vec::new(),
+            unclaimed: checkpoint.files,
+            released: checkpoint.released,
+            reported: HashSet::new(),
+            chunk: vec![0; 64 * 1024],
+            scanned_once: false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Expands the globs: opens new files, follows renamed ones, detaches files whose path is
+    /// gone, and reopens idle files that changed. Returns events flushed on the way.
+    pub fn scan(&mut self, now: Instant) -> Vec<Event> {
+        let (found, skipped) = discovery::expand(&self.settings);
+        self.report_skipped(skipped);
+        let mut lines: Vec<(usize, Line)> = Vec::new();
+        let by_id: HashMap<FileId, &Found> = found.iter().map(|f| (f.id, f)).collect();
+        let mut newly_detached = Vec::new();
+        for (index, file) in self.files.iter_mut().enumerate() {
+            match by_id.get(&file.id) {
+                Some(f) if f.path != file.path => {
+                    // Renamed to another matching name (logrotate's app.log.1, dateext): the same
+                    // file under a new path, read on without a break.
+                    self.metrics.files_rotated.increment(1);
+                    file.path = f.path.clone();
+                    file.attachment = Attachment::Attached;
+                }
+                Some(_) => file.attachment = Attachment::Attached,
+                None if file.attachment == Attachment::Attached => {
+                    file.attachment = Attachment::Detached;
+                    if file.path.exists() {
+                        self.metrics.files_rotated.increment(1);
+                    } else {
+                        self.metrics.files_deleted.increment(1);
+                    }
+                    newly_detached.push(index);
+                }
+                None => {}
+            }
+        }
+        for index in newly_detached {
+            self.reopen_detached(index);
+        }
+        let index_of: HashMap<FileId, usize> = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id, i))
+            .collect();
+        for f in &found {
+            if let Some(&index) = index_of.get(&f.id) {
+                let mut out = Vec::new();
+                match self.files[index].reopen_if_changed(&f.meta, &mut out) {
+                    Ok(_) => lines.extend(out.into_iter().map(|l| (index, l))),
+                    Err(error) => self.metrics.read_error(&self.files[index].path_str, &error),
+                }
+                continue;
+            }
+            if self.too_old(f) {
+                continue;
+            }
+            self.add(f, now);
+        }
+        if !self.scanned_once {
+            self.scanned_once = true;
+            self.resume_leftovers(now);
+        }
+        self.metrics.files_watched.set(self.files.len() as f64);
+        self.update_open_gauge();
+        self.events(lines)
+    }
+
+    fn too_old(&self, f: &Found) -> bool {
+        let (Some(limit), Ok(modified)) = (self.settings.ignore_older, f.meta.modified()) else {
+            return false;
+        };
+        modified.elapsed().is_ok_and(|age| age > limit)
+    }
+
+    fn report_skipped(&mut self, skipped: Vec<Skipped>) {
+        for s in skipped {
+            let (path, error) = match s {
+                Skipped::NotRegular(path) => {
+                    let e = std::io::Error::other("not a regular file");
+                    (path, e)
+                }
+                Skipped::Unreachable(path, e) => (path, e),
+            };
+            if self.reported.insert(path.clone()) {
+                self.metrics.read_error(&path.display().to_string(), &error);
+            }
+        }
+    }
+
+    /// Starts reading a newly found file: from its checkpoint when the checkpoint is still this
+    /// file's, else per `read_from`.
+    fn add(&mut self, f: &Found, now: Instant) {
+        let start = self.start_offset(f);
+        match TrackedFile::open(&f.path, f.id, start, &self.host, &self.settings, now) {
+            Ok(mut tracked) => {
+                self.reported.remove(&f.path);
+                tracked.update_fingerprint(self.settings.fingerprint_bytes);
+                if let Some(c) = self.unclaimed.remove(&f.id)
+                    && c.complete
+                {
+                    tracked.complete = true;
+                    tracked.close();
+                }
+                tracing::info!(path = %tracked.path_str, offset = start, "reading file");
+                self.metrics.files_added.increment(1);
+                self.files.push(tracked);
+            }
+            Err(error) => {
+                if self.reported.insert(f.path.clone()) {
+                    self.metrics
+                        .read_error(&f.path.display().to_string(), &error);
+                }
+            }
+        }
+    }
+
+    fn start_offset(&mut self, f: &Found) -> u64 {
+        let path = f.path.display().to_string();
+        if let Some(c) = self.unclaimed.get(&f.id) {
+            match verify(&f.path, c, self.settings.fingerprint_bytes, f.meta.len()) {
+                Ok(()) => return c.offset,
+                Err(why) => {
+                    self.metrics
+                        .offset_reset(&path, c.offset, f.meta.len(), why);
+                    self.unclaimed.remove(&f.id);
+                    return 0;
+                }
+            }
+        }
+        if f.path.extension().is_some_and(|e| e == "gz") {
+            // A compressed copy of a file already shipped: skip what was read of it.
+            if let Ok(Some(fp)) = gzip_fingerprint(&f.path, self.settings.fingerprint_bytes)
+                && let Some(r) = self.released.iter().rev().find(|r| r.fingerprint == fp)
+            {
+                return r.offset;
+            }
+            return 0;
+        }
+        // read_from = "end" applies only to files already there at start with no checkpoint;
+        // files that appear while running are new and read whole.
+        if !self.scanned_once && self.settings.read_from == ReadFrom::End {
+            f.meta.len()
+        } else {
+            0
+        }
+    }
+
+    /// After the first scan: checkpointed files the globs no longer match were rotated while the
+    /// agent was down. Find them by inode next to their old path and read their unread tail.
+    fn resume_leftovers(&mut self, now: Instant) {
+        for (id, c) in std::mem::take(&mut self.unclaimed) {
+            if c.complete {
+                continue;
+            }
+            let dir = c.path.parent().unwrap_or(Path::new("/"));
+            let found = discovery::find_in_dir(dir, id);
+            let opened = found.as_ref().and_then(|path| {
+                let size = std::fs::metadata(path).ok()?.len();
+                verify(path, &c, self.settings.fingerprint_bytes, size).ok()?;
+                TrackedFile::open(path, id, c.offset, &self.host, &self.settings, now).ok()
+            });
+            match opened {
+                Some(mut tracked) => {
+                    tracing::info!(path = %tracked.path_str, offset = c.offset, "reading the rest of a file rotated while stopped");
+                    tracked.attachment = Attachment::Detached;
+                    self.files.push(tracked);
+                }
+                None => self
+                    .metrics
+                    .file_vanished(&c.path.display().to_string(), None),
+            }
+        }
+    }
+
+    /// A detached file whose descriptor was closed as idle: find it next to its old path (renamed
+    /// away) to read what it got since; gone means deleted.
+    fn reopen_detached(&mut self, index: usize) {
+        let file = &mut self.files[index];
+        if file.is_open() || file.complete {
+            return;
+        }
+        let dir = file.path.parent().unwrap_or(Path::new("/")).to_owned();
+        // Not found: deleted while closed; it is released like any detached file.
+        if let Some(path) = discovery::find_in_dir(&dir, file.id)
+            && let Ok(meta) = std::fs::metadata(&path)
+        {
+            file.path = path;
+            let mut out = Vec::new();
+            if file.reopen_if_changed(&meta, &mut out).is_err() {
+                self.metrics.file_vanished(&file.path_str, None);
+            }
+        }
+    }
+
+    /// Reads one turn of file `index`.
+    pub fn read_turn(&mut self, index: usize, now: Instant) -> Vec<Event> {
+        let budget = self.settings.max_read_bytes;
+        let file = &mut self.files[index];
+        if !file.is_open() {
+            return Vec::new();
+        }
+        let mut lines = Vec::new();
+        match file.read_turn(&mut self.chunk, budget, now, &mut lines) {
+            Ok(turn) => {
+                if turn.truncated {
+                    self.metrics.file_truncated(&file.path_str);
+                }
+                self.metrics.bytes_read.increment(turn.bytes);
+            }
+            Err(error) => self.metrics.read_error(&file.path_str, &error),
+        }
+        file.update_fingerprint(self.settings.fingerprint_bytes);
+        self.events(lines.into_iter().map(|l| (index, l)).collect())
+    }
+
+    /// Time-driven work: ships partial lines and multiline groups that timed out, closes idle
+    /// files, releases rotated files read to their end and delivered.
+    pub fn maintain(&mut self, now: Instant) -> Vec<Event> {
+        let mut lines = Vec::new();
+        for (index, file) in self.files.iter_mut().enumerate() {
+            let mut out = Vec::new();
+            file.flush_expired(now, self.settings.partial_line_timeout, &mut out);
+            let idle = now.duration_since(file.last_data);
+            if file.attachment == Attachment::Detached
+                && file.at_eof
+                && idle >= self.settings.rotate_wait
+            {
+                file.flush_held(&mut out);
+            } else if file.attachment == Attachment::Attached
+                && file.is_open()
+                && file.at_eof
+                && !file.gzip
+                && !file.holds_lines()
+                && idle >= self.settings.close_idle
+            {
+                file.close();
+            }
+            file.finish_if_complete();
+            lines.extend(out.into_iter().map(|l| (index, l)));
+        }
+        let events = self.events(lines);
+        self.release_finished(now);
+        self.update_open_gauge();
+        events
+    }
+
+    fn release_finished(&mut self, now: Instant) {
+        let wait = self.settings.rotate_wait;
+        let before = self.files.len();
+        let mut released = Vec::new();
+        self.files.retain(|f| {
+            let done = f.attachment == Attachment::Detached
+                && (f.at_eof || !f.is_open())
+                && !f.holds_lines()
+                && now.duration_since(f.last_data) >= wait
+                && f.tracker.outstanding() == 0;
+            if done {
+                tracing::info!(path = %f.path_str, offset = f.tracker.position(), "rotated file released");
+                if let Some(fingerprint) = f.fingerprint {
+                    released.push(Released { fingerprint, offset: f.tracker.position() });
+                }
+            }
+            !done
+        });
+        self.released.extend(released);
+        let excess = self.released.len().saturating_sub(RELEASED_HISTORY);
+        self.released.drain(..excess);
+        if self.files.len() != before {
+            self.metrics.files_watched.set(self.files.len() as f64);
+        }
+    }
+
+    fn update_open_gauge(&self) {
+        let open = self.files.iter().filter(|f| f.is_open()).count();
+        self.metrics.files_open.set(open as f64);
+    }
+
+    /// Wakes files that inotify says changed: closed ones are reopened at the next scan; open
+    /// ones are read anyway. Returns whether a rescan is due.
+    pub fn changed(&mut self, modified: &HashSet<PathBuf>) -> bool {
+        self.files
+            .iter()
+            .any(|f| !f.is_open() && !f.complete && modified.contains(&f.path))
+    }
+
+    /// Where every file resumes.
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        let mut files = self.unclaimed.clone();
+        for f in &mut self.files {
+            let offset = f.tracker.position();
+            let marker = if f.gzip { None } else { f.marker(offset) };
+            files.insert(
+                f.id,
+                FileCheckpoint {
+                    path: f.path.clone(),
+                    id: f.id,
+                    offset,
+                    fingerprint: f.fingerprint,
+                    marker,
+                    complete: f.complete,
+                },
+            );
+        }
+        Checkpoint {
+            files,
+            released: self.released.clone(),
+        }
+    }
+
+    /// Events with ack tokens for `lines`, read from the files at their indexes.
+    fn events(&self, lines: Vec<(usize, Line)>) -> Vec<Event> {
+        if lines.is_empty() {
+            return Vec::new();
+        }
+        self.metrics.events_read.increment(lines.len() as u64);
+        let read_at = chrono::Utc::now();
+        lines
+            .into_iter()
+            .map(|(index, line)| {
+                let file = &self.files[index];
+                if let Some(length) = line.truncated_from {
+                    self.metrics.line_truncated(
+                        &file.path_str,
+                        line.start,
+                        length,
+                        line.bytes.len(),
+                    );
+                }
+                let message = String::from_utf8(line.bytes).unwrap_or_else(|e| {
+                    self.metrics.invalid_utf8(&file.path_str, line.start);
+                    String::from_utf8_lossy(e.as_bytes()).into_owned()
+                });
+                let origin = FileOrigin {
+                    host: Arc::clone(&self.host),
+                    path: Arc::clone(&file.path_str),
+                    offset: line.start,
+                };
+                let mut event = Event::from_file_line(message, read_at, origin);
+                event.ack = Some(file.tracker.track(line.end));
+                event.key = Some(Arc::clone(&file.key));
+                event
+            })
+            .collect()
+    }
+}
+
+/// Why a checkpoint no longer fits the file under its inode.
+fn verify(
+    path: &Path,
+    c: &FileCheckpoint,
+    fingerprint_bytes: u64,
+    size: u64,
+) -> Result<(), &'static str> {
+    if c.complete {
+        return Ok(());
+    }
+    if path.extension().is_some_and(|e| e == "gz") {
+        return Ok(());
+    }
+    if size < c.offset {
+        return Err("shorter_than_checkpoint");
+    }
+    let file = std::fs::File::open(path).map_err(|_| "unreadable")?;
+    if let Some(expected) = c.fingerprint
+        && identity::fingerprint(&file, fingerprint_bytes)
+            .ok()
+            .flatten()
+            != Some(expected)
+    {
+        return Err("fingerprint_changed");
+    }
+    if c.marker.is_some() && identity::marker(&file, c.offset).ok().flatten() != c.marker {
+        return Err("marker_changed");
+    }
+    Ok(())
+}
+
+/// The fingerprint of a compressed file's decompressed head.
+fn gzip_fingerprint(path: &Path, len: u64) -> std::io::Result<Option<u32>> {
+    use std::io::Read;
+    let mut decoder = flate2::read::MultiGzDecoder::new(std::fs::File::open(path)?);
+    let mut head = Vec::with_capacity(len as usize);
+    (&mut decoder).take(len).read_to_end(&mut head)?;
+    Ok((head.len() as u64 == len).then(|| crc32c::crc32c(&head)))
+}

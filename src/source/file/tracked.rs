@@ -1,0 +1,348 @@
+//! One file being read: its handle (or none while idle), read position, line framing, multiline
+//! grouping, ack tracker, and the checks that notice truncation and rewrites.
+//!
+//! Truncation is noticed two ways: the file is shorter than the read position, or it grew again
+//! past it but the bytes just before the read position are no longer the ones read there (the
+//! marker), which is copytruncate racing the reader. Either way the file is read again from 0
+//! under a new tracker; what the old tracker still holds settles as before.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use flate2::read::MultiGzDecoder;
+use tokio::time::Instant;
+
+use super::identity::{self, FileId, MARKER_BYTES};
+use super::multiline::Aggregator;
+use super::reader::{Line, LineFramer};
+use crate::ack::AckTracker;
+use crate::config::FileSourceSettings;
+
+/// Where the bytes come from.
+enum Body {
+    Plain(File),
+    Gzip(Box<MultiGzDecoder<File>>),
+    /// Idle, or a compressed file read to its end: no descriptor held.
+    Closed,
+}
+
+/// Whether the file's path still leads to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attachment {
+    /// The path (or another matching path) leads to this file.
+    Attached,
+    /// Renamed away or deleted: read to the end, then released.
+    Detached,
+}
+
+/// What a read turn found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Turn {
+    pub bytes: u64,
+    /// The file was truncated and is read again from 0.
+    pub truncated: bool,
+}
+
+pub struct TrackedFile {
+    pub id: FileId,
+    pub path: PathBuf,
+    pub path_str: Arc<str>,
+    pub key: Arc<[u8]>,
+    pub gzip: bool,
+    body: Body,
+    /// Offset of the next byte to read (decompressed, for gzip).
+    pub read_pos: u64,
+    framer: LineFramer,
+    multiline: Option<Aggregator>,
+    pub tracker: Arc<AckTracker<u64>>,
+    /// The last up to `MARKER_BYTES` bytes read, ending at `read_pos`.
+    tail: Vec<u8>,
+    pub fingerprint: Option<u32>,
+    pub attachment: Attachment,
+    /// When data last arrived (or the file was opened).
+    pub last_data: Instant,
+    pub at_eof: bool,
+    /// Modification time seen when the file was closed as idle.
+    closed_mtime: Option<SystemTime>,
+    /// A compressed file read to its end.
+    pub complete: bool,
+    /// (position, marker) last computed for the checkpoint.
+    marker_cache: Option<(u64, Option<u32>)>,
+}
+
+impl TrackedFile {
+    /// Opens `path` at `offset`; for gzip, `offset` counts decompressed bytes.
+    pub fn open(
+        path: &Path,
+        id: FileId,
+        offset: u64,
+        host: &str,
+        settings: &FileSourceSettings,
+        now: Instant,
+    ) -> std::io::Result<Self> {
+        let gzip = path.extension().is_some_and(|e| e == "gz");
+        let path_str: Arc<str> = path.display().to_string().into();
+        let key: Arc<[u8]> = format!("{host}:{path_str}").into_bytes().into();
+        let mut tracked = Self {
+            id,
+            path: path.to_owned(),
+            path_str,
+            key,
+            gzip,
+            body: Body::Closed,
+            read_pos: offset,
+            framer: LineFramer::new(offset, settings.max_line_bytes),
+            multiline: settings.multiline.clone().map(Aggregator::new),
+            tracker: AckTracker::new(offset),
+            tail: Vec::new(),
+            fingerprint: None,
+            attachment: Attachment::Attached,
+            last_data: now,
+            at_eof: false,
+            closed_mtime: None,
+            complete: false,
+            marker_cache: None,
+        };
+        tracked.body = tracked.open_body(path, offset)?;
+        Ok(tracked)
+    }
+
+    fn open_body(&mut self, path: &Path, offset: u64) -> std::io::Result<Body> {
+        let mut file = File::open(path)?;
+        if self.gzip {
+            let mut decoder = MultiGzDecoder::new(file);
+            std::io::copy(&mut (&mut decoder).take(offset), &mut std::io::sink())?;
+            return Ok(Body::Gzip(Box::new(decoder)));
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        self.tail = match offset.min(MARKER_BYTES) {
+            0 => Vec::new(),
+            len => {
+                let mut tail = vec![0; len as usize];
+                std::os::unix::fs::FileExt::read_exact_at(&file, &mut tail, offset - len)?;
+                tail
+            }
+        };
+        Ok(Body::Plain(file))
+    }
+
+    pub fn is_open(&self) -> bool {
+        !matches!(self.body, Body::Closed)
+    }
+
+    /// Reads up to `budget` bytes; complete lines (grouped when multiline is on) go to `out`.
+    pub fn read_turn(
+        &mut self,
+        chunk: &mut [u8],
+        budget: usize,
+        now: Instant,
+        out: &mut Vec<Line>,
+    ) -> std::io::Result<Turn> {
+        let mut turn = Turn::default();
+        if self.at_eof && self.truncated_or_unchanged(&mut turn, out)? {
+            return Ok(turn);
+        }
+        let mut lines = Vec::new();
+        let mut total = 0usize;
+        self.at_eof = false;
+        while total < budget {
+            let want = chunk.len().min(budget - total);
+            let n = match &mut self.body {
+                Body::Plain(file) => file.read(&mut chunk[..want]),
+                Body::Gzip(decoder) => decoder.read(&mut chunk[..want]),
+                Body::Closed => Ok(0),
+            };
+            let n = match n {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.at_eof = true;
+                    return Err(e);
+                }
+            };
+            if n == 0 {
+                self.at_eof = true;
+                break;
+            }
+            total += n;
+            self.remember_tail(&chunk[..n]);
+            self.framer.feed(&chunk[..n], &mut lines);
+        }
+        self.read_pos += total as u64;
+        turn.bytes += total as u64;
+        if total > 0 {
+            self.last_data = now;
+        }
+        self.group(lines, now, out);
+        Ok(turn)
+    }
+
+    /// At EOF: returns true when there is nothing to read. Notices truncation, and copytruncate
+    /// that raced past the read position (the bytes before it changed).
+    fn truncated_or_unchanged(
+        &mut self,
+        turn: &mut Turn,
+        out: &mut Vec<Line>,
+    ) -> std::io::Result<bool> {
+        let Body::Plain(file) = &self.body else {
+            return Ok(false);
+        };
+        let size = file.metadata()?.len();
+        if size == self.read_pos {
+            return Ok(true);
+        }
+        let rewritten = size < self.read_pos
+            || (!self.tail.is_empty()
+                && identity::marker(file, self.read_pos)? != identity::marker_of(&self.tail));
+        if rewritten {
+            self.restart_from_zero(out)?;
+            turn.truncated = true;
+        }
+        Ok(false)
+    }
+
+    /// Reads the file again from 0 under a new tracker, shipping what was held first.
+    fn restart_from_zero(&mut self, out: &mut Vec<Line>) -> std::io::Result<()> {
+        self.flush_held(out);
+        if let Body::Plain(file) = &mut self.body {
+            file.seek(SeekFrom::Start(0))?;
+        }
+        let max_line_bytes = self.framer.max_line_bytes();
+        self.framer = LineFramer::new(0, max_line_bytes);
+        self.tracker = AckTracker::new(0);
+        self.read_pos = 0;
+        self.tail.clear();
+        self.fingerprint = None;
+        self.marker_cache = None;
+        Ok(())
+    }
+
+    fn remember_tail(&mut self, bytes: &[u8]) {
+        let keep = MARKER_BYTES as usize;
+        if bytes.len() >= keep {
+            self.tail.clear();
+            self.tail.extend_from_slice(&bytes[bytes.len() - keep..]);
+        } else {
+            self.tail.extend_from_slice(bytes);
+            let excess = self.tail.len().saturating_sub(keep);
+            self.tail.drain(..excess);
+        }
+    }
+
+    fn group(&mut self, lines: Vec<Line>, now: Instant, out: &mut Vec<Line>) {
+        match &mut self.multiline {
+            Some(aggregator) => {
+                let now = now.into_std();
+                lines.into_iter().for_each(|l| aggregator.push(l, now, out));
+            }
+            None => out.extend(lines),
+        }
+    }
+
+    /// Ships what timed out: a partial last line after `partial_timeout` without data, and a
+    /// multiline group after its own timeout.
+    pub fn flush_expired(
+        &mut self,
+        now: Instant,
+        partial_timeout: std::time::Duration,
+        out: &mut Vec<Line>,
+    ) {
+        if self.framer.has_partial() && now.duration_since(self.last_data) >= partial_timeout {
+            if let Some(line) = self.framer.flush_partial() {
+                self.group(vec![line], now, out);
+            }
+        }
+        if let Some(aggregator) = &mut self.multiline {
+            aggregator.flush_expired(now.into_std(), out);
+        }
+    }
+
+    /// Ships everything held: the partial line and the pending group.
+    pub fn flush_held(&mut self, out: &mut Vec<Line>) {
+        if let Some(line) = self.framer.flush_partial() {
+            match &mut self.multiline {
+                Some(aggregator) => aggregator.push(line, std::time::Instant::now(), out),
+                None => out.push(line),
+            }
+        }
+        if let Some(aggregator) = &mut self.multiline {
+            aggregator.flush(out);
+        }
+    }
+
+    /// Whether lines are held that are not events yet.
+    pub fn holds_lines(&self) -> bool {
+        self.framer.has_partial()
+            || self
+                .multiline
+                .as_ref()
+                .is_some_and(|m| m.pending_start().is_some())
+    }
+
+    /// Closes the descriptor; `reopen_if_changed` opens it again when the file changes.
+    pub fn close(&mut self) {
+        self.closed_mtime = match &self.body {
+            Body::Plain(file) => file.metadata().and_then(|m| m.modified()).ok(),
+            _ => None,
+        };
+        self.body = Body::Closed;
+    }
+
+    /// A closed file whose size or modification time changed is opened again at its read
+    /// position (or at 0 when it was rewritten). Returns whether it is open now.
+    pub fn reopen_if_changed(
+        &mut self,
+        meta: &std::fs::Metadata,
+        out: &mut Vec<Line>,
+    ) -> std::io::Result<bool> {
+        if self.is_open() || self.complete {
+            return Ok(self.is_open());
+        }
+        let changed = meta.len() != self.read_pos || meta.modified().ok() != self.closed_mtime;
+        if !changed {
+            return Ok(false);
+        }
+        let position = self.read_pos;
+        self.body = self.open_body(&self.path.clone(), position)?;
+        self.at_eof = true;
+        let mut turn = Turn::default();
+        self.truncated_or_unchanged(&mut turn, out)?;
+        Ok(true)
+    }
+
+    /// The fingerprint, computed once the file has `len` bytes.
+    pub fn update_fingerprint(&mut self, len: u64) {
+        if self.fingerprint.is_some() || self.read_pos < len {
+            return;
+        }
+        if let Body::Plain(file) = &self.body {
+            self.fingerprint = identity::fingerprint(file, len).ok().flatten();
+        }
+    }
+
+    /// The marker for the delivered position, computed again only when the position moved.
+    pub fn marker(&mut self, position: u64) -> Option<u32> {
+        if let Some((at, marker)) = self.marker_cache
+            && at == position
+        {
+            return marker;
+        }
+        let Body::Plain(file) = &self.body else {
+            return None;
+        };
+        let marker = identity::marker(file, position).ok().flatten();
+        self.marker_cache = Some((position, marker));
+        marker
+    }
+
+    /// Marks the file as read to its end once it is delivered (compressed files only).
+    pub fn finish_if_complete(&mut self) {
+        if self.gzip && self.at_eof && !self.holds_lines() && self.tracker.outstanding() == 0 {
+            self.complete = true;
+            self.body = Body::Closed;
+        }
+    }
+}
