@@ -13,7 +13,8 @@ use super::checkpoint::{Checkpoint, FileCheckpoint, Released};
 use super::discovery::{self, Found, Skipped};
 use super::identity::{self, FileId};
 use super::reader::Line;
-use super::tracked::{Attachment, TrackedFile};
+use super::tracked::{Attachment, TrackedFile, Truncation, Turn, is_gzip};
+use crate::ack::AckTracker;
 use crate::config::{FileSourceSettings, ReadFrom};
 use crate::event::{Event, FileOrigin};
 use crate::metrics::FileSourceMetrics;
@@ -68,7 +69,7 @@ impl FileSet {
     pub fn scan(&mut self, now: Instant) -> Vec<Event> {
         let (found, skipped) = discovery::expand(&self.settings);
         self.report_skipped(skipped);
-        let mut lines: Vec<(usize, Line)> = Vec::new();
+        let mut events = Vec::new();
         let by_id: HashMap<FileId, &Found> = found.iter().map(|f| (f.id, f)).collect();
         let mut newly_detached = Vec::new();
         for (index, file) in self.files.iter_mut().enumerate() {
@@ -104,9 +105,8 @@ impl FileSet {
             .collect();
         for f in &found {
             if let Some(&index) = index_of.get(&f.id) {
-                let mut out = Vec::new();
-                match self.files[index].reopen_if_changed(&f.meta, &mut out) {
-                    Ok(_) => lines.extend(out.into_iter().map(|l| (index, l))),
+                match self.files[index].reopen_if_changed(&f.meta) {
+                    Ok(turn) => events.extend(self.after_turn(index, turn, Vec::new(), now)),
                     Err(error) => self.metrics.read_error(&self.files[index].path_str, &error),
                 }
                 continue;
@@ -122,7 +122,7 @@ impl FileSet {
         }
         self.metrics.files_watched.set(self.files.len() as f64);
         self.update_open_gauge();
-        self.events(lines)
+        events
     }
 
     fn too_old(&self, f: &Found) -> bool {
@@ -187,7 +187,7 @@ impl FileSet {
                 }
             }
         }
-        if f.path.extension().is_some_and(|e| e == "gz") {
+        if is_gzip(&f.path) {
             // A compressed copy of a file already shipped: skip what was read of it.
             if let Ok(Some(fp)) = gzip_fingerprint(&f.path, self.settings.fingerprint_bytes)
                 && let Some(r) = self.released.iter().rev().find(|r| r.fingerprint == fp)
@@ -245,8 +245,8 @@ impl FileSet {
             && let Ok(meta) = std::fs::metadata(&path)
         {
             file.path = path;
-            let mut out = Vec::new();
-            if file.reopen_if_changed(&meta, &mut out).is_err() {
+            // A rotated file is not truncated; a turn's truncation, if any, is seen when read.
+            if file.reopen_if_changed(&meta).is_err() {
                 self.metrics.file_vanished(&file.path_str, None);
             }
         }
@@ -260,23 +260,82 @@ impl FileSet {
             return Vec::new();
         }
         let mut lines = Vec::new();
-        match file.read_turn(&mut self.chunk, budget, now, &mut lines) {
-            Ok(turn) => {
-                if turn.truncated {
-                    self.metrics.file_truncated(&file.path_str);
-                }
-                self.metrics.bytes_read.increment(turn.bytes);
+        let turn = match file.read_turn(&mut self.chunk, budget, now, &mut lines) {
+            Ok(turn) => turn,
+            Err(error) => {
+                self.metrics.read_error(&file.path_str, &error);
+                Default::default()
             }
-            Err(error) => self.metrics.read_error(&file.path_str, &error),
-        }
+        };
+        self.metrics.bytes_read.increment(turn.bytes);
         file.update_fingerprint(self.settings.fingerprint_bytes);
-        self.events(lines.into_iter().map(|l| (index, l)).collect())
+        self.after_turn(index, turn, lines, now)
+    }
+
+    /// Events for a turn's lines. After a truncation the old content's rest is read from its
+    /// copy when one is found next to the file (copytruncate), else what was held is shipped.
+    fn after_turn(
+        &mut self,
+        index: usize,
+        turn: Turn,
+        lines: Vec<Line>,
+        now: Instant,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        if let Some(truncation) = turn.truncated {
+            let file = &self.files[index];
+            self.metrics.file_truncated(&file.path_str);
+            match self.open_copy(index, &truncation, now) {
+                Some(copy) => {
+                    tracing::info!(path = %copy.path_str, offset = truncation.resume_at, "reading the rest of a truncated file from its copy");
+                    self.files.push(copy);
+                }
+                None => {
+                    let file = &self.files[index];
+                    let origin = (&truncation.tracker, &file.path_str, &file.key);
+                    events.extend(self.events(origin, truncation.held));
+                }
+            }
+        }
+        let file = &self.files[index];
+        events.extend(self.events((&file.tracker, &file.path_str, &file.key), lines));
+        events
+    }
+
+    /// copytruncate copied the old content before truncating it: find that copy (same
+    /// fingerprint, at least `resume_at` long, not tracked) in the file's directory.
+    fn open_copy(&self, index: usize, t: &Truncation, now: Instant) -> Option<TrackedFile> {
+        let fingerprint = t.fingerprint?;
+        let original = &self.files[index];
+        let dir = original.path.parent()?;
+        let len = self.settings.fingerprint_bytes;
+        std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+            let path = entry.path();
+            let meta = std::fs::metadata(&path).ok()?;
+            let id = FileId::of(&meta);
+            let candidate = meta.is_file()
+                && meta.len() >= t.resume_at.max(len)
+                && !is_gzip(&path)
+                && self.files.iter().all(|f| f.id != id);
+            if !candidate {
+                return None;
+            }
+            let file = std::fs::File::open(&path).ok()?;
+            if identity::fingerprint(&file, len).ok()?? != fingerprint {
+                return None;
+            }
+            let mut copy =
+                TrackedFile::open(&path, id, t.resume_at, &self.host, &self.settings, now).ok()?;
+            copy.attachment = Attachment::Detached;
+            copy.fingerprint = Some(fingerprint);
+            Some(copy)
+        })
     }
 
     /// Time-driven work: ships partial lines and multiline groups that timed out, closes idle
     /// files, releases rotated files read to their end and delivered.
     pub fn maintain(&mut self, now: Instant) -> Vec<Event> {
-        let mut lines = Vec::new();
+        let mut lines: Vec<(usize, Vec<Line>)> = Vec::new();
         for (index, file) in self.files.iter_mut().enumerate() {
             let mut out = Vec::new();
             file.flush_expired(now, self.settings.partial_line_timeout, &mut out);
@@ -296,9 +355,13 @@ impl FileSet {
                 file.close();
             }
             file.finish_if_complete();
-            lines.extend(out.into_iter().map(|l| (index, l)));
+            lines.push((index, out));
         }
-        let events = self.events(lines);
+        let mut events = Vec::new();
+        for (index, out) in lines {
+            let file = &self.files[index];
+            events.extend(self.events((&file.tracker, &file.path_str, &file.key), out));
+        }
         self.release_finished(now);
         self.update_open_gauge();
         events
@@ -367,8 +430,8 @@ impl FileSet {
         }
     }
 
-    /// Events with ack tokens for `lines`, read from the files at their indexes.
-    fn events(&self, lines: Vec<(usize, Line)>) -> Vec<Event> {
+    /// Events with ack tokens of `tracker` for `lines` read from the file at `path`.
+    fn events(&self, (tracker, path, key): Stream<'_>, lines: Vec<Line>) -> Vec<Event> {
         if lines.is_empty() {
             return Vec::new();
         }
@@ -376,33 +439,31 @@ impl FileSet {
         let read_at = chrono::Utc::now();
         lines
             .into_iter()
-            .map(|(index, line)| {
-                let file = &self.files[index];
+            .map(|line| {
                 if let Some(length) = line.truncated_from {
-                    self.metrics.line_truncated(
-                        &file.path_str,
-                        line.start,
-                        length,
-                        line.bytes.len(),
-                    );
+                    self.metrics
+                        .line_truncated(path, line.start, length, line.bytes.len());
                 }
                 let message = String::from_utf8(line.bytes).unwrap_or_else(|e| {
-                    self.metrics.invalid_utf8(&file.path_str, line.start);
+                    self.metrics.invalid_utf8(path, line.start);
                     String::from_utf8_lossy(e.as_bytes()).into_owned()
                 });
                 let origin = FileOrigin {
                     host: Arc::clone(&self.host),
-                    path: Arc::clone(&file.path_str),
+                    path: Arc::clone(path),
                     offset: line.start,
                 };
                 let mut event = Event::from_file_line(message, read_at, origin);
-                event.ack = Some(file.tracker.track(line.end));
-                event.key = Some(Arc::clone(&file.key));
+                event.ack = Some(tracker.track(line.end));
+                event.key = Some(Arc::clone(key));
                 event
             })
             .collect()
     }
 }
+
+/// The ack tracker, path and Kafka key that a file's events belong to.
+type Stream<'a> = (&'a Arc<AckTracker<u64>>, &'a Arc<str>, &'a Arc<[u8]>);
 
 /// Why a checkpoint no longer fits the file under its inode.
 fn verify(
@@ -414,7 +475,7 @@ fn verify(
     if c.complete {
         return Ok(());
     }
-    if path.extension().is_some_and(|e| e == "gz") {
+    if is_gzip(path) {
         return Ok(());
     }
     if size < c.offset {

@@ -21,6 +21,11 @@ use super::reader::{Line, LineFramer};
 use crate::ack::AckTracker;
 use crate::config::FileSourceSettings;
 
+/// Whether a file is read through gzip: by its name, as logrotate's `compress` names it.
+pub fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
 /// Where the bytes come from.
 enum Body {
     Plain(File),
@@ -39,11 +44,24 @@ pub enum Attachment {
 }
 
 /// What a read turn found.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Default)]
 pub struct Turn {
     pub bytes: u64,
     /// The file was truncated and is read again from 0.
-    pub truncated: bool,
+    pub truncated: Option<Truncation>,
+}
+
+/// What was left of a file's old content when it was truncated.
+pub struct Truncation {
+    /// The old content's fingerprint, to find a copy of it (copytruncate's rotated file).
+    pub fingerprint: Option<u32>,
+    /// Where the old content's undelivered, unshipped part starts: a copy is read from here.
+    pub resume_at: u64,
+    /// Lines held when the truncation was seen (partial line, multiline group): shipped from the
+    /// old content when no copy is found.
+    pub held: Vec<Line>,
+    /// The old content's tracker; events of `held` belong to it.
+    pub tracker: Arc<AckTracker<u64>>,
 }
 
 pub struct TrackedFile {
@@ -83,7 +101,7 @@ impl TrackedFile {
         settings: &FileSourceSettings,
         now: Instant,
     ) -> std::io::Result<Self> {
-        let gzip = path.extension().is_some_and(|e| e == "gz");
+        let gzip = is_gzip(path);
         let path_str: Arc<str> = path.display().to_string().into();
         let key: Arc<[u8]> = format!("{host}:{path_str}").into_bytes().into();
         let mut tracked = Self {
@@ -142,7 +160,7 @@ impl TrackedFile {
         out: &mut Vec<Line>,
     ) -> std::io::Result<Turn> {
         let mut turn = Turn::default();
-        if self.at_eof && self.truncated_or_unchanged(&mut turn, out)? {
+        if self.at_eof && self.truncated_or_unchanged(&mut turn)? {
             return Ok(turn);
         }
         let mut lines = Vec::new();
@@ -182,11 +200,7 @@ impl TrackedFile {
 
     /// At EOF: returns true when there is nothing to read. Notices truncation, and copytruncate
     /// that raced past the read position (the bytes before it changed).
-    fn truncated_or_unchanged(
-        &mut self,
-        turn: &mut Turn,
-        out: &mut Vec<Line>,
-    ) -> std::io::Result<bool> {
+    fn truncated_or_unchanged(&mut self, turn: &mut Turn) -> std::io::Result<bool> {
         let Body::Plain(file) = &self.body else {
             return Ok(false);
         };
@@ -198,26 +212,41 @@ impl TrackedFile {
             || (!self.tail.is_empty()
                 && identity::marker(file, self.read_pos)? != identity::marker_of(&self.tail));
         if rewritten {
-            self.restart_from_zero(out)?;
-            turn.truncated = true;
+            turn.truncated = Some(self.restart_from_zero()?);
         }
         Ok(false)
     }
 
-    /// Reads the file again from 0 under a new tracker, shipping what was held first.
-    fn restart_from_zero(&mut self, out: &mut Vec<Line>) -> std::io::Result<()> {
-        self.flush_held(out);
+    /// Reads the file again from 0 under a new tracker; returns what is left of the old content.
+    fn restart_from_zero(&mut self) -> std::io::Result<Truncation> {
+        let resume_at = self.held_start().unwrap_or(self.read_pos);
+        let mut held = Vec::new();
+        self.flush_held(&mut held);
         if let Body::Plain(file) = &mut self.body {
             file.seek(SeekFrom::Start(0))?;
         }
         let max_line_bytes = self.framer.max_line_bytes();
         self.framer = LineFramer::new(0, max_line_bytes);
-        self.tracker = AckTracker::new(0);
+        let tracker = std::mem::replace(&mut self.tracker, AckTracker::new(0));
         self.read_pos = 0;
         self.tail.clear();
-        self.fingerprint = None;
         self.marker_cache = None;
-        Ok(())
+        Ok(Truncation {
+            fingerprint: self.fingerprint.take(),
+            resume_at,
+            held,
+            tracker,
+        })
+    }
+
+    /// Where the lines held back (partial line, multiline group) start.
+    fn held_start(&self) -> Option<u64> {
+        let group = self.multiline.as_ref().and_then(Aggregator::pending_start);
+        let partial = self
+            .framer
+            .has_partial()
+            .then(|| self.framer.pending_start());
+        group.into_iter().chain(partial).min()
     }
 
     fn remember_tail(&mut self, bytes: &[u8]) {
@@ -292,25 +321,21 @@ impl TrackedFile {
     }
 
     /// A closed file whose size or modification time changed is opened again at its read
-    /// position (or at 0 when it was rewritten). Returns whether it is open now.
-    pub fn reopen_if_changed(
-        &mut self,
-        meta: &std::fs::Metadata,
-        out: &mut Vec<Line>,
-    ) -> std::io::Result<bool> {
+    /// position (or at 0 when it was rewritten, which the returned turn tells).
+    pub fn reopen_if_changed(&mut self, meta: &std::fs::Metadata) -> std::io::Result<Turn> {
+        let mut turn = Turn::default();
         if self.is_open() || self.complete {
-            return Ok(self.is_open());
+            return Ok(turn);
         }
         let changed = meta.len() != self.read_pos || meta.modified().ok() != self.closed_mtime;
         if !changed {
-            return Ok(false);
+            return Ok(turn);
         }
         let position = self.read_pos;
         self.body = self.open_body(&self.path.clone(), position)?;
         self.at_eof = true;
-        let mut turn = Turn::default();
-        self.truncated_or_unchanged(&mut turn, out)?;
-        Ok(true)
+        self.truncated_or_unchanged(&mut turn)?;
+        Ok(turn)
     }
 
     /// The fingerprint, computed once the file has `len` bytes.
