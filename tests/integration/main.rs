@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod config_errors;
 mod delivery;
+mod file_model;
 mod harness;
 mod outages;
 mod rotation;

@@ -29,6 +29,10 @@ pub struct FileCheckpoint {
     /// Checksum of the bytes just before `offset`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub marker: Option<u32>,
+    /// Read only after this file (the rotated predecessor or copy of its stream) is read to its
+    /// end, so the stream stays in order across a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<FileId>,
     /// A compressed file read to its end and delivered: never read again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub complete: bool,
@@ -167,6 +171,7 @@ mod tests {
             offset: 99,
             fingerprint: Some(7),
             marker: None,
+            after: None,
             complete: false,
         };
         let checkpoint = Checkpoint {

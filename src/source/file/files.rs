@@ -13,7 +13,7 @@ use super::checkpoint::{Checkpoint, FileCheckpoint, Released};
 use super::discovery::{self, Found, Skipped};
 use super::identity::{self, FileId};
 use super::reader::Line;
-use super::tracked::{Attachment, TrackedFile, Truncation, Turn, is_gzip};
+use super::tracked::{Attachment, TrackedFile, Turn, is_gzip};
 use crate::ack::AckTracker;
 use crate::config::{FileSourceSettings, ReadFrom};
 use crate::event::{Event, FileOrigin};
@@ -33,7 +33,12 @@ pub struct FileSet {
     /// Paths that could not be opened or are not regular files, reported once each.
     reported: HashSet<PathBuf>,
     chunk: Vec<u8>,
+    /// Set by `start_offset` for `add`: a checkpoint's fingerprint and offset to find a copy by.
+    pending_rescue: Option<(u32, u64)>,
     scanned_once: bool,
+    /// Files were added, detached or released since the last checkpoint: write one now, so a
+    /// crash cannot forget a file that was rotated away before the next periodic write.
+    dirty: bool,
 }
 
 impl FileSet {
@@ -52,7 +57,9 @@ impl FileSet {
             released: checkpoint.released,
             reported: HashSet::new(),
             chunk: vec![0; 64 * 1024],
+            pending_rescue: None,
             scanned_once: false,
+            dirty: false,
         }
     }
 
@@ -64,6 +71,11 @@ impl FileSet {
         self.files.is_empty()
     }
 
+    /// Whether the set of files changed since the last `checkpoint`.
+    pub fn needs_checkpoint(&self) -> bool {
+        self.dirty
+    }
+
     /// Expands the globs: opens new files, follows renamed ones, detaches files whose path is
     /// gone, and reopens idle files that changed. Returns events flushed on the way.
     pub fn scan(&mut self, now: Instant) -> Vec<Event> {
@@ -72,8 +84,13 @@ impl FileSet {
         let mut events = Vec::new();
         let by_id: HashMap<FileId, &Found> = found.iter().map(|f| (f.id, f)).collect();
         let mut newly_detached = Vec::new();
+        let mut stale = Vec::new();
         for (index, file) in self.files.iter_mut().enumerate() {
             match by_id.get(&file.id) {
+                Some(f) if f.path != file.path && !file.is_open() && !file.same_content_at(&f.path) => {
+                    // A closed file was deleted and a new file got its inode: not a rename.
+                    stale.push(index);
+                }
                 Some(f) if f.path != file.path => {
                     // Renamed to another matching name (logrotate's app.log.1, dateext): the same
                     // file under a new path, read on without a break.
@@ -84,6 +101,7 @@ impl FileSet {
                 Some(_) => file.attachment = Attachment::Attached,
                 None if file.attachment == Attachment::Attached => {
                     file.attachment = Attachment::Detached;
+                    self.dirty = true;
                     if file.path.exists() {
                         self.metrics.files_rotated.increment(1);
                     } else {
@@ -97,6 +115,16 @@ impl FileSet {
         for index in newly_detached {
             self.reopen_detached(index);
         }
+        for index in stale.into_iter().rev() {
+            let file = self.files.remove(index);
+            self.metrics.files_deleted.increment(1);
+            tracing::info!(path = %file.path_str, "file deleted while idle; its inode now belongs to another file");
+            self.dirty = true;
+        }
+        if !self.scanned_once {
+            // First, files rotated while the agent was down: new files at their paths wait.
+            self.resume_leftovers(&by_id, now);
+        }
         let index_of: HashMap<FileId, usize> = self
             .files
             .iter()
@@ -105,10 +133,19 @@ impl FileSet {
             .collect();
         for f in &found {
             if let Some(&index) = index_of.get(&f.id) {
-                match self.files[index].reopen_if_changed(&f.meta) {
+                let file = &mut self.files[index];
+                let turn = if file.is_open() {
+                    file.check_rewrite()
+                } else {
+                    file.reopen_if_changed(&f.meta)
+                };
+                match turn {
                     Ok(turn) => events.extend(self.after_turn(index, turn, Vec::new(), now)),
                     Err(error) => self.metrics.read_error(&self.files[index].path_str, &error),
                 }
+                // Take the fingerprint as soon as the file has the bytes, read or not: a
+                // copytruncate before the next read is then still recognised.
+                self.dirty |= self.files[index].update_fingerprint(f.meta.len());
                 continue;
             }
             if self.too_old(f) {
@@ -116,10 +153,10 @@ impl FileSet {
             }
             self.add(f, now);
         }
-        if !self.scanned_once {
-            self.scanned_once = true;
-            self.resume_leftovers(now);
-        }
+        // Checkpoints of files neither found nor resumed have nothing left to resume.
+        self.scanned_once = true;
+        self.unclaimed.clear();
+
         self.metrics.files_watched.set(self.files.len() as f64);
         self.update_open_gauge();
         events
@@ -150,11 +187,30 @@ impl FileSet {
     /// Starts reading a newly found file: from its checkpoint when the checkpoint is still this
     /// file's, else per `read_from`.
     fn add(&mut self, f: &Found, now: Instant) {
+        let after = self.unclaimed.get(&f.id).and_then(|c| c.after);
         let start = self.start_offset(f);
+        let rescue = self.pending_rescue.take();
         match TrackedFile::open(&f.path, f.id, start, &self.host, &self.settings, now) {
             Ok(mut tracked) => {
                 self.reported.remove(&f.path);
-                tracked.update_fingerprint(self.settings.fingerprint_bytes);
+                // A new file at a rotated file's path continues its stream: after it.
+                tracked.wait_for = after.or_else(|| {
+                    // The newest rotated file at this path is the immediate predecessor.
+                    self.files
+                        .iter()
+                        .rev()
+                        .find(|t| t.attachment == Attachment::Detached && t.is_open() && t.path == f.path)
+                        .map(|t| t.id)
+                });
+                if let Some((fingerprint, resume_at)) = rescue
+                    && let Some(mut copy) = self.open_copy(&f.path, fingerprint, resume_at, now)
+                {
+                    tracing::info!(path = %copy.path_str, offset = resume_at, "reading the rest of a file truncated while stopped from its copy");
+                    copy.key = Arc::clone(&tracked.key);
+                    tracked.wait_for = Some(copy.id);
+                    self.files.push(copy);
+                }
+                tracked.update_fingerprint(f.meta.len());
                 if let Some(c) = self.unclaimed.remove(&f.id)
                     && c.complete
                 {
@@ -164,6 +220,7 @@ impl FileSet {
                 tracing::info!(path = %tracked.path_str, offset = start, "reading file");
                 self.metrics.files_added.increment(1);
                 self.files.push(tracked);
+                self.dirty = true;
             }
             Err(error) => {
                 if self.reported.insert(f.path.clone()) {
@@ -182,7 +239,12 @@ impl FileSet {
                 Err(why) => {
                     self.metrics
                         .offset_reset(&path, c.offset, f.meta.len(), why);
-                    self.unclaimed.remove(&f.id);
+                    // Truncated while stopped (copytruncate): the rest may be in a copy.
+                    if let Some(c) = self.unclaimed.remove(&f.id)
+                        && let Some(fingerprint) = c.fingerprint
+                    {
+                        self.pending_rescue = Some((fingerprint, c.offset));
+                    }
                     return 0;
                 }
             }
@@ -205,25 +267,42 @@ impl FileSet {
         }
     }
 
-    /// After the first scan: checkpointed files the globs no longer match were rotated while the
-    /// agent was down. Find them by inode next to their old path and read their unread tail.
-    fn resume_leftovers(&mut self, now: Instant) {
-        for (id, c) in std::mem::take(&mut self.unclaimed) {
-            if c.complete {
-                continue;
-            }
+    /// At the first scan: checkpointed files the globs no longer match were rotated while the
+    /// agent was down. Find them by inode next to their old path and read their unread tail,
+    /// under their old path's stream (key), before any new file at that path.
+    fn resume_leftovers(&mut self, found: &HashMap<FileId, &Found>, now: Instant) {
+        let leftovers: Vec<FileCheckpoint> = self
+            .unclaimed
+            .values()
+            .filter(|c| !found.contains_key(&c.id) && !c.complete)
+            .cloned()
+            .collect();
+        for c in leftovers {
+            self.unclaimed.remove(&c.id);
             let dir = c.path.parent().unwrap_or(Path::new("/"));
-            let found = discovery::find_in_dir(dir, id);
-            let opened = found.as_ref().and_then(|path| {
-                let size = std::fs::metadata(path).ok()?.len();
-                verify(path, &c, self.settings.fingerprint_bytes, size).ok()?;
-                TrackedFile::open(path, id, c.offset, &self.host, &self.settings, now).ok()
+            let opened = discovery::find_in_dir(dir, c.id).and_then(|path| {
+                let size = std::fs::metadata(&path).ok()?.len();
+                // Rewritten since the checkpoint: read it whole (duplicates, never loss).
+                let offset = match verify(&path, &c, self.settings.fingerprint_bytes, size) {
+                    Ok(()) => c.offset,
+                    Err(why) => {
+                        self.metrics.offset_reset(&path.display().to_string(), c.offset, size, why);
+                        0
+                    }
+                };
+                TrackedFile::open(&path, c.id, offset, &self.host, &self.settings, now).ok()
             });
             match opened {
                 Some(mut tracked) => {
-                    tracing::info!(path = %tracked.path_str, offset = c.offset, "reading the rest of a file rotated while stopped");
+                    tracing::info!(path = %tracked.path_str, offset = tracked.read_pos, "reading the rest of a file rotated while stopped");
+                    tracked.key = format!("{}:{}", self.host, c.path.display())
+                        .into_bytes()
+                        .into();
+                    tracked.path = c.path;
+                    tracked.wait_for = c.after;
                     tracked.attachment = Attachment::Detached;
                     self.files.push(tracked);
+                    self.dirty = true;
                 }
                 None => self
                     .metrics
@@ -255,6 +334,15 @@ impl FileSet {
     /// Reads one turn of file `index`.
     pub fn read_turn(&mut self, index: usize, now: Instant) -> Vec<Event> {
         let budget = self.settings.max_read_bytes;
+        if let Some(id) = self.files[index].wait_for {
+            // An inode is a file only while a descriptor holds it: look among open files.
+            let waiting = self.files.iter().any(|f| f.id == id && f.is_open() && !f.at_eof);
+            if waiting {
+                return Vec::new();
+            }
+            // Kept until the predecessor is released (delivered): the checkpoint must still
+            // order the two after a crash.
+        }
         let file = &mut self.files[index];
         if !file.is_open() {
             return Vec::new();
@@ -268,7 +356,7 @@ impl FileSet {
             }
         };
         self.metrics.bytes_read.increment(turn.bytes);
-        file.update_fingerprint(self.settings.fingerprint_bytes);
+        self.dirty |= file.update_fingerprint(0);
         self.after_turn(index, turn, lines, now)
     }
 
@@ -285,15 +373,40 @@ impl FileSet {
         if let Some(truncation) = turn.truncated {
             let file = &self.files[index];
             self.metrics.file_truncated(&file.path_str);
-            match self.open_copy(index, &truncation, now) {
-                Some(copy) => {
+            self.dirty = true;
+            let copy = truncation.fingerprint.and_then(|fingerprint| {
+                self.open_copy(&file.path, fingerprint, truncation.resume_at, now)
+            });
+            match copy {
+                Some(mut copy) => {
                     tracing::info!(path = %copy.path_str, offset = truncation.resume_at, "reading the rest of a truncated file from its copy");
+                    // The copy holds the old content at the same offsets: it continues the old
+                    // tracker, so its checkpoint stays at the oldest undelivered line.
+                    copy.tracker = truncation.tracker;
+                    // Same stream, same partition: the copy's lines go first.
+                    copy.key = Arc::clone(&self.files[index].key);
+                    // The chain stays whole: predecessor → copy → the truncated file.
+                    copy.wait_for = self.files[index].wait_for.replace(copy.id);
                     self.files.push(copy);
+                    self.dirty = true;
                 }
                 None => {
                     let file = &self.files[index];
                     let origin = (&truncation.tracker, &file.path_str, &file.key);
                     events.extend(self.events(origin, truncation.held));
+                    // New content at a path whose rotated predecessor is still being read
+                    // (a freed inode came back at the same path): after it.
+                    let path = &self.files[index].path;
+                    let predecessor = self
+                        .files
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .find(|(i, f)| *i != index && f.attachment == Attachment::Detached && f.is_open() && &f.path == path)
+                        .map(|(_, f)| f.id);
+                    if predecessor.is_some() {
+                        self.files[index].wait_for = predecessor;
+                    }
                 }
             }
         }
@@ -303,20 +416,28 @@ impl FileSet {
     }
 
     /// copytruncate copied the old content before truncating it: find that copy (same
-    /// fingerprint, at least `resume_at` long, not tracked) in the file's directory.
-    fn open_copy(&self, index: usize, t: &Truncation, now: Instant) -> Option<TrackedFile> {
-        let fingerprint = t.fingerprint?;
-        let original = &self.files[index];
-        let dir = original.path.parent()?;
+    /// fingerprint, at least `resume_at` long, not tracked) next to `original`, opened at
+    /// `resume_at` and detached (its name does not match the globs).
+    fn open_copy(
+        &self,
+        original: &Path,
+        fingerprint: u32,
+        resume_at: u64,
+        now: Instant,
+    ) -> Option<TrackedFile> {
+        let dir = original.parent()?;
         let len = self.settings.fingerprint_bytes;
         std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
             let path = entry.path();
             let meta = std::fs::metadata(&path).ok()?;
             let id = FileId::of(&meta);
             let candidate = meta.is_file()
-                && meta.len() >= t.resume_at.max(len)
+                && path != original
+                && meta.len() >= resume_at.max(len)
                 && !is_gzip(&path)
-                && self.files.iter().all(|f| f.id != id);
+                // Only an open descriptor proves an inode is still that file; a closed one's
+                // inode may have been freed and reused (by this very copy).
+                && self.files.iter().all(|f| f.id != id || !f.is_open());
             if !candidate {
                 return None;
             }
@@ -325,7 +446,7 @@ impl FileSet {
                 return None;
             }
             let mut copy =
-                TrackedFile::open(&path, id, t.resume_at, &self.host, &self.settings, now).ok()?;
+                TrackedFile::open(&path, id, resume_at, &self.host, &self.settings, now).ok()?;
             copy.attachment = Attachment::Detached;
             copy.fingerprint = Some(fingerprint);
             Some(copy)
@@ -350,6 +471,7 @@ impl FileSet {
                 && file.at_eof
                 && !file.gzip
                 && !file.holds_lines()
+                && file.tracker.outstanding() == 0
                 && idle >= self.settings.close_idle
             {
                 file.close();
@@ -386,10 +508,17 @@ impl FileSet {
             !done
         });
         self.released.extend(released);
+        let tracked: HashSet<FileId> = self.files.iter().map(|f| f.id).collect();
+        for f in &mut self.files {
+            if f.wait_for.is_some_and(|id| !tracked.contains(&id)) {
+                f.wait_for = None;
+            }
+        }
         let excess = self.released.len().saturating_sub(RELEASED_HISTORY);
         self.released.drain(..excess);
         if self.files.len() != before {
             self.metrics.files_watched.set(self.files.len() as f64);
+            self.dirty = true;
         }
     }
 
@@ -408,6 +537,7 @@ impl FileSet {
 
     /// Where every file resumes.
     pub fn checkpoint(&mut self) -> Checkpoint {
+        self.dirty = false;
         let mut files = self.unclaimed.clone();
         for f in &mut self.files {
             let offset = f.tracker.position();
@@ -420,6 +550,7 @@ impl FileSet {
                     offset,
                     fingerprint: f.fingerprint,
                     marker,
+                    after: f.wait_for,
                     complete: f.complete,
                 },
             );

@@ -112,7 +112,7 @@ impl FileSource {
             {
                 break 'reading;
             }
-            if Instant::now() >= next_checkpoint {
+            if Instant::now() >= next_checkpoint || self.files.needs_checkpoint() {
                 self.write_checkpoint();
                 next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
             }

@@ -26,6 +26,21 @@ pub fn is_gzip(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "gz")
 }
 
+/// Whether a file seen at `size` and `mtime` may differ from what was read (`read_pos` bytes,
+/// last seen at `seen_mtime`). File timestamps tick coarsely (a few ms), so a rewrite to the same
+/// size within one tick leaves both alone: a file modified in the last second may have changed.
+fn may_have_changed(
+    size: u64,
+    mtime: Option<SystemTime>,
+    read_pos: u64,
+    seen_mtime: Option<SystemTime>,
+) -> bool {
+    let recent = mtime
+        .and_then(|m| m.elapsed().ok())
+        .is_none_or(|age| age < std::time::Duration::from_secs(1));
+    size != read_pos || mtime != seen_mtime || recent
+}
+
 /// Where the bytes come from.
 enum Body {
     Plain(File),
@@ -73,12 +88,17 @@ pub struct TrackedFile {
     body: Body,
     /// Offset of the next byte to read (decompressed, for gzip).
     pub read_pos: u64,
+    /// The largest size seen on disk: shrinking below it is truncation, read or not.
+    seen_size: u64,
+    /// Modification time at the last check at EOF: a rewrite to the same size changes it.
+    seen_mtime: Option<SystemTime>,
     framer: LineFramer,
     multiline: Option<Aggregator>,
     pub tracker: Arc<AckTracker<u64>>,
     /// The last up to `MARKER_BYTES` bytes read, ending at `read_pos`.
     tail: Vec<u8>,
     pub fingerprint: Option<u32>,
+    fingerprint_len: u64,
     pub attachment: Attachment,
     /// When data last arrived (or the file was opened).
     pub last_data: Instant,
@@ -89,6 +109,9 @@ pub struct TrackedFile {
     pub complete: bool,
     /// (position, marker) last computed for the checkpoint.
     marker_cache: Option<(u64, Option<u32>)>,
+    /// Not read until this file (its rotated predecessor, or the copy of its old content) is read
+    /// to its end, so the stream's lines stay in order.
+    pub wait_for: Option<FileId>,
 }
 
 impl TrackedFile {
@@ -112,17 +135,21 @@ impl TrackedFile {
             gzip,
             body: Body::Closed,
             read_pos: offset,
+            seen_size: 0,
+            seen_mtime: None,
             framer: LineFramer::new(offset, settings.max_line_bytes),
             multiline: settings.multiline.clone().map(Aggregator::new),
             tracker: AckTracker::new(offset),
             tail: Vec::new(),
             fingerprint: None,
+            fingerprint_len: settings.fingerprint_bytes,
             attachment: Attachment::Attached,
             last_data: now,
             at_eof: false,
             closed_mtime: None,
             complete: false,
             marker_cache: None,
+            wait_for: None,
         };
         tracked.body = tracked.open_body(path, offset)?;
         Ok(tracked)
@@ -136,6 +163,12 @@ impl TrackedFile {
             return Ok(Body::Gzip(Box::new(decoder)));
         }
         file.seek(SeekFrom::Start(offset))?;
+        self.seen_size = self.seen_size.max(file.metadata()?.len());
+        if !self.tail.is_empty() {
+            // Reopened after an idle close: the tail is what was read, to compare with the disk.
+            return Ok(Body::Plain(file));
+        }
+        // First open: the bytes before the offset were checked against the checkpoint's marker.
         self.tail = match offset.min(MARKER_BYTES) {
             0 => Vec::new(),
             len => {
@@ -160,7 +193,11 @@ impl TrackedFile {
         out: &mut Vec<Line>,
     ) -> std::io::Result<Turn> {
         let mut turn = Turn::default();
-        if self.at_eof && self.truncated_or_unchanged(&mut turn)? {
+        if self.truncated_or_unchanged(&mut turn)? {
+            return Ok(turn);
+        }
+        if turn.truncated.is_some() {
+            // The old content's rest may come from a copy first; read the new content next turn.
             return Ok(turn);
         }
         let mut lines = Vec::new();
@@ -198,23 +235,56 @@ impl TrackedFile {
         Ok(turn)
     }
 
-    /// At EOF: returns true when there is nothing to read. Notices truncation, and copytruncate
-    /// that raced past the read position (the bytes before it changed).
+    /// Before a read: returns true when there is nothing new. Notices truncation (the file is
+    /// shorter than what was read or seen), and a rewrite that raced past the read position (the
+    /// bytes before it changed: copytruncate, or truncation then writes to the same size).
     fn truncated_or_unchanged(&mut self, turn: &mut Turn) -> std::io::Result<bool> {
         let Body::Plain(file) = &self.body else {
             return Ok(false);
         };
-        let size = file.metadata()?.len();
-        if size == self.read_pos {
-            return Ok(true);
-        }
-        let rewritten = size < self.read_pos
-            || (!self.tail.is_empty()
+        let meta = file.metadata()?;
+        let (size, mtime) = (meta.len(), meta.modified().ok());
+        let seen_mtime = std::mem::replace(&mut self.seen_mtime, mtime);
+        let changed = may_have_changed(size, mtime, self.read_pos, seen_mtime);
+        let rewritten = size < self.read_pos.max(self.seen_size)
+            || (changed
+                && self.fingerprint.is_some()
+                && identity::fingerprint(file, self.fingerprint_len)? != self.fingerprint)
+            || (self.at_eof
+                && changed
+                && !self.tail.is_empty()
                 && identity::marker(file, self.read_pos)? != identity::marker_of(&self.tail));
         if rewritten {
             turn.truncated = Some(self.restart_from_zero()?);
+            self.seen_size = size;
+            return Ok(false);
         }
-        Ok(false)
+        self.seen_size = self.seen_size.max(size);
+        Ok(self.at_eof && !changed)
+    }
+
+    /// Whether the file at `path` is still this (closed) file and not a new one that got its
+    /// freed inode: same fingerprint, same bytes before the read position.
+    pub fn same_content_at(&self, path: &Path) -> bool {
+        let Ok(file) = File::open(path) else {
+            return false;
+        };
+        if self.fingerprint.is_some()
+            && identity::fingerprint(&file, self.fingerprint_len).ok().flatten() != self.fingerprint
+        {
+            return false;
+        }
+        self.tail.is_empty()
+            || identity::marker(&file, self.read_pos).ok().flatten() == identity::marker_of(&self.tail)
+    }
+
+    /// Checks an open file for truncation or a rewrite without reading it (at a scan).
+    pub fn check_rewrite(&mut self) -> std::io::Result<Turn> {
+        let mut turn = Turn::default();
+        if self.is_open() {
+            self.truncated_or_unchanged(&mut turn)?;
+        }
+        Ok(turn)
     }
 
     /// Reads the file again from 0 under a new tracker; returns what is left of the old content.
@@ -229,6 +299,8 @@ impl TrackedFile {
         self.framer = LineFramer::new(0, max_line_bytes);
         let tracker = std::mem::replace(&mut self.tracker, AckTracker::new(0));
         self.read_pos = 0;
+        self.at_eof = false;
+        self.seen_size = 0;
         self.tail.clear();
         self.marker_cache = None;
         Ok(Truncation {
@@ -327,8 +399,12 @@ impl TrackedFile {
         if self.is_open() || self.complete {
             return Ok(turn);
         }
-        let changed = meta.len() != self.read_pos || meta.modified().ok() != self.closed_mtime;
-        if !changed {
+        if !may_have_changed(
+            meta.len(),
+            meta.modified().ok(),
+            self.read_pos,
+            self.closed_mtime,
+        ) {
             return Ok(turn);
         }
         let position = self.read_pos;
@@ -338,14 +414,19 @@ impl TrackedFile {
         Ok(turn)
     }
 
-    /// The fingerprint, computed once the file has `len` bytes.
-    pub fn update_fingerprint(&mut self, len: u64) {
-        if self.fingerprint.is_some() || self.read_pos < len {
-            return;
+    /// The fingerprint, computed once the file has `fingerprint_bytes`; `size` is a size just
+    /// seen on disk.
+    /// Returns true when the fingerprint was just taken (the checkpoint should say so).
+    pub fn update_fingerprint(&mut self, size: u64) -> bool {
+        let len = self.fingerprint_len;
+        self.seen_size = self.seen_size.max(size);
+        if self.fingerprint.is_some() || self.seen_size.max(self.read_pos) < len {
+            return false;
         }
         if let Body::Plain(file) = &self.body {
             self.fingerprint = identity::fingerprint(file, len).ok().flatten();
         }
+        self.fingerprint.is_some()
     }
 
     /// The marker for the delivered position, computed again only when the position moved.
@@ -355,10 +436,15 @@ impl TrackedFile {
         {
             return marker;
         }
-        let Body::Plain(file) = &self.body else {
-            return None;
+        let marker = if position == self.read_pos && !self.gzip {
+            // Everything read is delivered: the bytes before the position are the tail in memory.
+            identity::marker_of(&self.tail)
+        } else {
+            let Body::Plain(file) = &self.body else {
+                return None;
+            };
+            identity::marker(file, position).ok().flatten()
         };
-        let marker = identity::marker(file, position).ok().flatten();
         self.marker_cache = Some((position, marker));
         marker
     }
