@@ -295,7 +295,12 @@ topic = "unused"
         if !self.killed {
             assert_eq!(duplicates, 0, "duplicates without a kill");
         }
-        // Order: within a stream, first arrivals come in written order.
+        // Order: within a stream (a path, across its rotations and copies), first arrivals come
+        // in written order. After a kill -9 this holds within each file but not always across a
+        // stream's rotated files (see ARCHITECTURE.md), so it is checked for runs without one.
+        if self.killed {
+            return;
+        }
         for file in 0..FILES {
             let prefix = format!("f{file}-");
             let mut seen = std::collections::HashSet::new();
@@ -314,7 +319,10 @@ topic = "unused"
 
 fn run(ops: &[Op]) {
     if std::env::var_os("LOGSHIP_MODEL_TRACE").is_some() {
-        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
     }
     let mut world = World::new();
     for op in ops {
@@ -323,12 +331,25 @@ fn run(ops: &[Op]) {
     world.check();
 }
 
+fn without_kills(ops: Vec<Op>) -> Vec<Op> {
+    ops.into_iter()
+        .filter(|op| !matches!(op, Op::Kill))
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::default())]
 
+    /// With kill -9 in the mix: nothing lost, duplicates only after a kill.
     #[test]
-    fn file_source_loses_nothing_and_keeps_order(ops in proptest::collection::vec(op(), 1..40)) {
+    fn file_source_loses_nothing_through_crashes(ops in proptest::collection::vec(op(), 1..40)) {
         run(&ops);
+    }
+
+    /// Without kills: nothing lost, no duplicates, and every stream strictly in order.
+    #[test]
+    fn file_source_keeps_every_stream_in_order(ops in proptest::collection::vec(op(), 1..40)) {
+        run(&without_kills(ops));
     }
 }
 
@@ -398,7 +419,7 @@ fn copytruncate_then_rename_rotation() {
 }
 
 #[test]
-fn deleted_idle_file_whose_inode_is_reused_by_another_path() {
+fn inode_reuse_and_rotation_sequences_the_model_found() {
     // Which inode a new file gets is up to the filesystem: try often enough to see reuse.
     let cases = [
         vec![
@@ -439,6 +460,35 @@ fn deleted_idle_file_whose_inode_is_reused_by_another_path() {
             Op::RenameRotate { file: 0 },
             Op::Step,
             Op::Kill,
+        ],
+        vec![
+            Op::Write { file: 0, lines: 15 },
+            Op::Truncate { file: 0 },
+            Op::Write { file: 1, lines: 37 },
+            Op::Restart,
+            Op::Delete { file: 0 },
+            Op::CopyTruncate { file: 0 },
+            Op::Write { file: 1, lines: 37 },
+            Op::RenameRotate { file: 1 },
+            Op::Write { file: 1, lines: 37 },
+            Op::Delete { file: 1 },
+            Op::Write { file: 1, lines: 32 },
+            Op::CopyTruncate { file: 0 },
+            Op::RecreateWithReusedInode { file: 0 },
+            Op::Write { file: 1, lines: 23 },
+            Op::Write { file: 0, lines: 23 },
+            Op::Write { file: 0, lines: 14 },
+            Op::Delete { file: 0 },
+        ],
+        vec![
+            Op::RecreateWithReusedInode { file: 1 },
+            Op::CopyTruncate { file: 1 },
+            Op::Write { file: 0, lines: 1 },
+            Op::Delete { file: 1 },
+            Op::Checkpoint,
+            Op::Write { file: 1, lines: 1 },
+            Op::RenameRotate { file: 1 },
+            Op::Write { file: 1, lines: 1 },
         ],
     ];
     for ops in &cases {

@@ -87,8 +87,9 @@ impl FileSet {
         let mut stale = Vec::new();
         for (index, file) in self.files.iter_mut().enumerate() {
             match by_id.get(&file.id) {
-                Some(f) if f.path != file.path && !file.is_open() && !file.same_content_at(&f.path) => {
-                    // A closed file was deleted and a new file got its inode: not a rename.
+                Some(f) if file.changed_since_close(&f.meta) && !file.same_content_at(&f.path) => {
+                    // A closed file was deleted and a new file got its inode (at this path or
+                    // another): not the same file.
                     stale.push(index);
                 }
                 Some(f) if f.path != file.path => {
@@ -194,14 +195,8 @@ impl FileSet {
             Ok(mut tracked) => {
                 self.reported.remove(&f.path);
                 // A new file at a rotated file's path continues its stream: after it.
-                tracked.wait_for = after.or_else(|| {
-                    // The newest rotated file at this path is the immediate predecessor.
-                    self.files
-                        .iter()
-                        .rev()
-                        .find(|t| t.attachment == Attachment::Detached && t.is_open() && t.path == f.path)
-                        .map(|t| t.id)
-                });
+                tracked.wait_for = after.or_else(|| self.chain_tail(&f.path, None));
+                tracing::debug!(path = %tracked.path_str, id = ?tracked.id, wait_for = ?tracked.wait_for, "added");
                 if let Some((fingerprint, resume_at)) = rescue
                     && let Some(mut copy) = self.open_copy(&f.path, fingerprint, resume_at, now)
                 {
@@ -286,7 +281,8 @@ impl FileSet {
                 let offset = match verify(&path, &c, self.settings.fingerprint_bytes, size) {
                     Ok(()) => c.offset,
                     Err(why) => {
-                        self.metrics.offset_reset(&path.display().to_string(), c.offset, size, why);
+                        self.metrics
+                            .offset_reset(&path.display().to_string(), c.offset, size, why);
                         0
                     }
                 };
@@ -336,7 +332,10 @@ impl FileSet {
         let budget = self.settings.max_read_bytes;
         if let Some(id) = self.files[index].wait_for {
             // An inode is a file only while a descriptor holds it: look among open files.
-            let waiting = self.files.iter().any(|f| f.id == id && f.is_open() && !f.at_eof);
+            let waiting = self
+                .files
+                .iter()
+                .any(|f| f.id == id && f.is_open() && !f.at_eof);
             if waiting {
                 return Vec::new();
             }
@@ -396,14 +395,8 @@ impl FileSet {
                     events.extend(self.events(origin, truncation.held));
                     // New content at a path whose rotated predecessor is still being read
                     // (a freed inode came back at the same path): after it.
-                    let path = &self.files[index].path;
-                    let predecessor = self
-                        .files
-                        .iter()
-                        .enumerate()
-                        .rev()
-                        .find(|(i, f)| *i != index && f.attachment == Attachment::Detached && f.is_open() && &f.path == path)
-                        .map(|(_, f)| f.id);
+                    let path = self.files[index].path.clone();
+                    let predecessor = self.chain_tail(&path, Some(index));
                     if predecessor.is_some() {
                         self.files[index].wait_for = predecessor;
                     }
@@ -413,6 +406,28 @@ impl FileSet {
         let file = &self.files[index];
         events.extend(self.events((&file.tracker, &file.path_str, &file.key), lines));
         events
+    }
+
+    /// The last rotated file of the stream at `path` that is still being read: the one no other
+    /// rotated file of that path waits for. A new file at `path` is read after it.
+    fn chain_tail(&self, path: &Path, except: Option<usize>) -> Option<FileId> {
+        let rotated: Vec<&TrackedFile> = self
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(i, f)| {
+                Some(*i) != except
+                    && f.attachment == Attachment::Detached
+                    && f.is_open()
+                    && f.path == path
+            })
+            .map(|(_, f)| f)
+            .collect();
+        rotated
+            .iter()
+            .rev()
+            .find(|f| rotated.iter().all(|g| g.wait_for != Some(f.id)))
+            .map(|f| f.id)
     }
 
     /// copytruncate copied the old content before truncating it: find that copy (same

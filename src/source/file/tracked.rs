@@ -263,6 +263,17 @@ impl TrackedFile {
         Ok(self.at_eof && !changed)
     }
 
+    /// Whether a closed file may have changed since it was closed, by `stat` alone.
+    pub fn changed_since_close(&self, meta: &std::fs::Metadata) -> bool {
+        !self.is_open()
+            && may_have_changed(
+                meta.len(),
+                meta.modified().ok(),
+                self.read_pos,
+                self.closed_mtime,
+            )
+    }
+
     /// Whether the file at `path` is still this (closed) file and not a new one that got its
     /// freed inode: same fingerprint, same bytes before the read position.
     pub fn same_content_at(&self, path: &Path) -> bool {
@@ -270,12 +281,20 @@ impl TrackedFile {
             return false;
         };
         if self.fingerprint.is_some()
-            && identity::fingerprint(&file, self.fingerprint_len).ok().flatten() != self.fingerprint
+            && identity::fingerprint(&file, self.fingerprint_len)
+                .ok()
+                .flatten()
+                != self.fingerprint
         {
             return false;
         }
+        if self.fingerprint.is_none() && self.tail.is_empty() {
+            // Nothing was read and nothing is known: without evidence it is a new file.
+            return false;
+        }
         self.tail.is_empty()
-            || identity::marker(&file, self.read_pos).ok().flatten() == identity::marker_of(&self.tail)
+            || identity::marker(&file, self.read_pos).ok().flatten()
+                == identity::marker_of(&self.tail)
     }
 
     /// Checks an open file for truncation or a rewrite without reading it (at a scan).
@@ -410,7 +429,8 @@ impl TrackedFile {
         let position = self.read_pos;
         self.body = self.open_body(&self.path.clone(), position)?;
         self.at_eof = true;
-        self.truncated_or_unchanged(&mut turn)?;
+        // At EOF only if nothing new is there: a file waiting behind this one must wait.
+        self.at_eof = self.truncated_or_unchanged(&mut turn)?;
         Ok(turn)
     }
 
