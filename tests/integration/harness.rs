@@ -256,6 +256,16 @@ impl Setup {
         source_extra: &str,
         kafka_extra: &str,
     ) -> PathBuf {
+        // Fast test defaults, unless the test sets the key itself.
+        let defaults: String = [
+            ("poll_interval_ms", 50),
+            ("glob_interval_ms", 200),
+            ("checkpoint_interval_ms", 100),
+        ]
+        .iter()
+        .filter(|(key, _)| !source_extra.contains(key))
+        .map(|(key, value)| format!("{key} = {value}\n"))
+        .collect();
         let text = format!(
             r#"data_dir = "{data}"
 shutdown_timeout_secs = 10
@@ -264,10 +274,7 @@ address = "127.0.0.1:{port}"
 [sources.app]
 type = "file"
 include = ["{logs}/*.log"]
-poll_interval_ms = 50
-glob_interval_ms = 200
-checkpoint_interval_ms = 100
-{source_extra}
+{defaults}{source_extra}
 [kafka]
 brokers = ["{brokers}"]
 topic = "{topic}"
@@ -348,7 +355,10 @@ impl Agent {
         let child = logship()
             .args(["run", "-c"])
             .arg(config)
-            .env("LOGSHIP_LOG", "info")
+            .env(
+                "LOGSHIP_LOG",
+                std::env::var("LOGSHIP_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

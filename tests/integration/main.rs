@@ -6,6 +6,7 @@ mod cli;
 mod config_errors;
 mod delivery;
 mod file_model;
+mod file_source;
 mod harness;
 mod outages;
 mod rotation;

@@ -103,10 +103,12 @@ impl FileSet {
                 None if file.attachment == Attachment::Attached => {
                     file.attachment = Attachment::Detached;
                     self.dirty = true;
-                    if file.path.exists() {
-                        self.metrics.files_rotated.increment(1);
-                    } else {
-                        self.metrics.files_deleted.increment(1);
+                    // The descriptor knows: no name left is a deletion, else a rename.
+                    match file.is_unlinked() {
+                        Some(true) => self.metrics.files_deleted.increment(1),
+                        Some(false) => self.metrics.files_rotated.increment(1),
+                        None if file.path.exists() => self.metrics.files_rotated.increment(1),
+                        None => self.metrics.files_deleted.increment(1),
                     }
                     newly_detached.push(index);
                 }
@@ -376,6 +378,13 @@ impl FileSet {
             let copy = truncation.fingerprint.and_then(|fingerprint| {
                 self.open_copy(&file.path, fingerprint, truncation.resume_at, now)
             });
+            tracing::debug!(
+                path = %self.files[index].path_str,
+                fingerprint = ?truncation.fingerprint,
+                resume_at = truncation.resume_at,
+                copy = ?copy.as_ref().map(|c| c.path_str.clone()),
+                "truncation"
+            );
             match copy {
                 Some(mut copy) => {
                     tracing::info!(path = %copy.path_str, offset = truncation.resume_at, "reading the rest of a truncated file from its copy");

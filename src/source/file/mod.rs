@@ -12,7 +12,8 @@
 //! This module is the async driver: it decides when `FileSet` scans, reads, maintains and
 //! checkpoints, and it sends the events. Reads are plain blocking reads of at most
 //! `max_read_bytes` per file per turn (local files answer from the page cache); directory walks
-//! and fsyncs run under `block_in_place`.
+//! run under `block_in_place`; checkpoints are fsynced by a writer task of their own, so neither
+//! reading nor discovery ever waits for the disk.
 
 pub mod checkpoint;
 pub mod discovery;
@@ -24,7 +25,7 @@ pub mod tracked;
 
 use std::path::Path;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +57,55 @@ pub struct FileSource {
     files: FileSet,
 }
 
+/// Writes checkpoints on its own task, so the read loop never waits for an fsync: the loop
+/// publishes the newest snapshot; the writer saves the newest one it has not saved yet.
+struct CheckpointWriter {
+    latest: watch::Sender<Option<Checkpoint>>,
+    task: tokio::task::JoinHandle<CheckpointStore>,
+}
+
+impl CheckpointWriter {
+    fn start(mut store: CheckpointStore, metrics: FileSourceMetrics) -> Self {
+        let (latest, mut rx) = watch::channel(None::<Checkpoint>);
+        let task = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some(checkpoint) = rx.borrow_and_update().clone() else {
+                    continue;
+                };
+                let saved = tokio::task::spawn_blocking(move || {
+                    let result = store.save(&checkpoint);
+                    (store, result)
+                })
+                .await;
+                let Ok((returned, result)) = saved else {
+                    // The blocking task panicked and took the store with it: nothing more can
+                    // be written; the final checkpoint is then lost too, which only duplicates.
+                    tracing::error!("checkpoint writer failed");
+                    return CheckpointStore::new(Path::new("/nonexistent"), "lost");
+                };
+                store = returned;
+                match result {
+                    Ok(true) => metrics.checkpoint_writes.increment(1),
+                    Ok(false) => {}
+                    Err(error) => metrics.checkpoint_error(store.path(), &error),
+                }
+            }
+            store
+        });
+        Self { latest, task }
+    }
+
+    fn publish(&self, checkpoint: Checkpoint) {
+        self.latest.send_replace(Some(checkpoint));
+    }
+
+    /// Stops the writer and hands the store back for the final, synchronous write.
+    async fn stop(self) -> Option<CheckpointStore> {
+        drop(self.latest);
+        self.task.await.ok()
+    }
+}
+
 impl FileSource {
     pub fn new(id: &str, settings: FileSourceSettings, data_dir: &Path, host: &str) -> Self {
         let store = CheckpointStore::new(data_dir, id);
@@ -75,6 +125,11 @@ impl FileSource {
     /// checkpoint. Full channel: the send waits, so reading stops (backpressure).
     pub async fn run(mut self, tx: mpsc::Sender<Batch>, control: SourceControl) {
         let mut wakeups = Wakeups::new(&self.settings, &self.id);
+        let store = std::mem::replace(
+            &mut self.store,
+            CheckpointStore::new(Path::new("/"), "moved"),
+        );
+        let writer = CheckpointWriter::start(store, self.metrics.clone());
         let mut next_scan = Instant::now();
         let mut next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
         'reading: while !control.stop.is_cancelled() {
@@ -85,7 +140,7 @@ impl FileSource {
                 wakeups.watch_roots(&self.id);
                 next_scan = now + self.settings.glob_interval;
                 if !self
-                    .send(&tx, events, &control.stop, &mut next_checkpoint)
+                    .send(&tx, events, &control.stop, &mut next_checkpoint, &writer)
                     .await
                 {
                     break 'reading;
@@ -99,7 +154,7 @@ impl FileSource {
                 }
                 progressed = true;
                 if !self
-                    .send(&tx, batch, &control.stop, &mut next_checkpoint)
+                    .send(&tx, batch, &control.stop, &mut next_checkpoint, &writer)
                     .await
                 {
                     break 'reading;
@@ -107,13 +162,13 @@ impl FileSource {
             }
             let events = self.files.maintain(Instant::now());
             if !self
-                .send(&tx, events, &control.stop, &mut next_checkpoint)
+                .send(&tx, events, &control.stop, &mut next_checkpoint, &writer)
                 .await
             {
                 break 'reading;
             }
             if Instant::now() >= next_checkpoint || self.files.needs_checkpoint() {
-                self.write_checkpoint();
+                writer.publish(self.files.checkpoint());
                 next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
             }
             if !progressed {
@@ -126,6 +181,9 @@ impl FileSource {
         }
         drop(tx);
         control.finish.cancelled().await;
+        if let Some(store) = writer.stop().await {
+            self.store = store;
+        }
         self.write_checkpoint();
     }
 
@@ -138,6 +196,7 @@ impl FileSource {
         batch: Batch,
         stop: &CancellationToken,
         next_checkpoint: &mut Instant,
+        writer: &CheckpointWriter,
     ) -> bool {
         if batch.is_empty() {
             return true;
@@ -154,13 +213,14 @@ impl FileSource {
                     Err(_) => return false,
                 },
                 _ = tokio::time::sleep_until(*next_checkpoint) => {
-                    self.write_checkpoint();
+                    writer.publish(self.files.checkpoint());
                     *next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
                 }
             }
         }
     }
 
+    /// The final checkpoint, written in place after deliveries drained.
     fn write_checkpoint(&mut self) {
         let checkpoint = self.files.checkpoint();
         // Two fsyncs: blocking work, moved off the async workers.

@@ -180,6 +180,16 @@ impl TrackedFile {
         Ok(Body::Plain(file))
     }
 
+    /// Whether the open file has no name left (deleted); None when closed.
+    pub fn is_unlinked(&self) -> Option<bool> {
+        use std::os::unix::fs::MetadataExt;
+        match &self.body {
+            Body::Plain(file) => file.metadata().ok().map(|m| m.nlink() == 0),
+            Body::Gzip(decoder) => decoder.get_ref().metadata().ok().map(|m| m.nlink() == 0),
+            Body::Closed => None,
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         !matches!(self.body, Body::Closed)
     }
@@ -266,6 +276,8 @@ impl TrackedFile {
     /// Whether a closed file may have changed since it was closed, by `stat` alone.
     pub fn changed_since_close(&self, meta: &std::fs::Metadata) -> bool {
         !self.is_open()
+            && !self.complete
+            && !self.gzip
             && may_have_changed(
                 meta.len(),
                 meta.modified().ok(),
