@@ -25,7 +25,7 @@ pub struct FileSourceConfig {
     /// Most bytes read from one file before the next file gets its turn.
     #[serde(default = "default_max_read_bytes")]
     pub max_read_bytes: u64,
-    /// How often the globs are expanded again to find new files.
+    /// How often the globs are expanded again: the fallback for what inotify does not report.
     #[serde(default = "default_glob_interval_ms")]
     pub glob_interval_ms: u64,
     /// How long the source sleeps when no file had new data.
@@ -113,7 +113,7 @@ const fn default_max_read_bytes() -> u64 {
     256 * 1024
 }
 const fn default_glob_interval_ms() -> u64 {
-    1000
+    10_000
 }
 const fn default_poll_interval_ms() -> u64 {
     250

@@ -149,7 +149,7 @@ topic = "unused"
         self.now += Duration::from_secs(1);
         let now = self.now;
         let mut events = self.set.scan(now);
-        for index in 0..self.set.len() {
+        for index in self.set.open_files() {
             events.extend(self.set.read_turn(index, now));
         }
         events.extend(self.set.maintain(now));

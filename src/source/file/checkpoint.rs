@@ -134,7 +134,8 @@ impl CheckpointStore {
             files: checkpoint.files.values().cloned().collect(),
             released: checkpoint.released.clone(),
         };
-        let body = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
+        // Compact: with thousands of files every byte is written every interval.
+        let body = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
         if self.last_written.as_ref() == Some(&body) {
             return Ok(false);
         }

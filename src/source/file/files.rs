@@ -36,6 +36,14 @@ pub struct FileSet {
     /// Set by `start_offset` for `add`: a checkpoint's fingerprint and offset to find a copy by.
     pending_rescue: Option<(u32, u64)>,
     scanned_once: bool,
+    /// Indexes of open files, and paths of closed ones: what a wake-up looks at, so that it
+    /// costs nothing per idle file. Rebuilt after every scan and maintenance pass.
+    open: Vec<usize>,
+    closed_paths: HashSet<PathBuf>,
+    /// Files were opened, closed, added or removed since the index was built.
+    index_stale: bool,
+    /// Digest of every position and identity in the last checkpoint handed out.
+    last_digest: Option<u64>,
     /// Files were added, detached or released since the last checkpoint: write one now, so a
     /// crash cannot forget a file that was rotated away before the next periodic write.
     dirty: bool,
@@ -58,6 +66,10 @@ impl FileSet {
             reported: HashSet::new(),
             chunk: vec![0; 64 * 1024],
             pending_rescue: None,
+            open: Vec::new(),
+            closed_paths: HashSet::new(),
+            index_stale: true,
+            last_digest: None,
             scanned_once: false,
             dirty: false,
         }
@@ -161,7 +173,9 @@ impl FileSet {
         self.unclaimed.clear();
 
         self.metrics.files_watched.set(self.files.len() as f64);
-        self.update_open_gauge();
+        // A scan may open, reopen, add or drop files: index again.
+        self.index_stale = true;
+        self.index_open_and_closed();
         events
     }
 
@@ -397,6 +411,7 @@ impl FileSet {
                     copy.wait_for = self.files[index].wait_for.replace(copy.id);
                     self.files.push(copy);
                     self.dirty = true;
+                    self.index_stale = true;
                 }
                 None => {
                     let file = &self.files[index];
@@ -499,6 +514,7 @@ impl FileSet {
                 && idle >= self.settings.close_idle
             {
                 file.close();
+                self.index_stale = true;
             }
             file.finish_if_complete();
             lines.push((index, out));
@@ -509,7 +525,7 @@ impl FileSet {
             events.extend(self.events((&file.tracker, &file.path_str, &file.key), out));
         }
         self.release_finished(now);
-        self.update_open_gauge();
+        self.index_open_and_closed();
         events
     }
 
@@ -543,20 +559,72 @@ impl FileSet {
         if self.files.len() != before {
             self.metrics.files_watched.set(self.files.len() as f64);
             self.dirty = true;
+            self.index_stale = true;
         }
     }
 
-    fn update_open_gauge(&self) {
-        let open = self.files.iter().filter(|f| f.is_open()).count();
-        self.metrics.files_open.set(open as f64);
+    /// Whether inotify reported a change to a closed file (which a scan then reopens).
+    pub fn changed(&self, modified: &HashSet<PathBuf>) -> bool {
+        modified.iter().any(|p| self.closed_paths.contains(p))
     }
 
-    /// Wakes files that inotify says changed: closed ones are reopened at the next scan; open
-    /// ones are read anyway. Returns whether a rescan is due.
-    pub fn changed(&mut self, modified: &HashSet<PathBuf>) -> bool {
-        self.files
+    /// Indexes of the files worth a read turn: the open ones.
+    pub fn open_files(&self) -> Vec<usize> {
+        self.open.clone()
+    }
+
+    /// Indexes of the open files among `paths` (what inotify reported modified), plus every
+    /// rotated file: files wait for those, and their copies get no inotify events of their own.
+    pub fn open_files_among(&self, paths: &HashSet<PathBuf>) -> Vec<usize> {
+        self.open
             .iter()
-            .any(|f| !f.is_open() && !f.complete && modified.contains(&f.path))
+            .copied()
+            .filter(|&i| {
+                self.files.get(i).is_some_and(|f| {
+                    f.attachment == Attachment::Detached || paths.contains(&f.path)
+                })
+            })
+            .collect()
+    }
+
+    fn index_open_and_closed(&mut self) {
+        if !self.index_stale {
+            return;
+        }
+        self.index_stale = false;
+        self.open.clear();
+        self.closed_paths.clear();
+        for (index, file) in self.files.iter().enumerate() {
+            if file.is_open() {
+                self.open.push(index);
+            } else if !file.complete {
+                self.closed_paths.insert(file.path.clone());
+            }
+        }
+        self.metrics.files_open.set(self.open.len() as f64);
+    }
+
+    /// The checkpoint, unless nothing in it changed since the last one handed out.
+    pub fn checkpoint_if_changed(&mut self) -> Option<Checkpoint> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for f in &self.files {
+            (
+                f.id,
+                f.tracker.position(),
+                f.complete,
+                f.wait_for,
+                f.fingerprint,
+            )
+                .hash(&mut hasher);
+        }
+        (self.unclaimed.len(), self.released.len()).hash(&mut hasher);
+        let digest = hasher.finish();
+        if self.last_digest == Some(digest) && !self.dirty {
+            return None;
+        }
+        self.last_digest = Some(digest);
+        Some(self.checkpoint())
     }
 
     /// Where every file resumes.

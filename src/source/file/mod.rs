@@ -36,6 +36,9 @@ use checkpoint::{Checkpoint, CheckpointStore};
 use discovery::Wakeups;
 use files::FileSet;
 
+/// Longest wait between two passes over all files for their timeouts.
+const MAINTAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// A batch of events; bounded in bytes by `max_read_bytes + max_line_bytes` of input.
 pub type Batch = Vec<Event>;
 
@@ -132,6 +135,8 @@ impl FileSource {
         let writer = CheckpointWriter::start(store, self.metrics.clone());
         let mut next_scan = Instant::now();
         let mut next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
+        let mut next_maintain = Instant::now();
+        let mut woken_by_inotify = false;
         'reading: while !control.stop.is_cancelled() {
             let changes = wakeups.take();
             let now = Instant::now();
@@ -147,7 +152,15 @@ impl FileSource {
                 }
             }
             let mut progressed = false;
-            for index in 0..self.files.len() {
+            // Woken by inotify for some files only: read those. Otherwise (poll timeout, or data
+            // left from the last pass) give every open file a turn.
+            let turn = if woken_by_inotify && !changes.modified.is_empty() {
+                self.files.open_files_among(&changes.modified)
+            } else {
+                self.files.open_files()
+            };
+            woken_by_inotify = false;
+            for index in turn {
                 let batch = self.files.read_turn(index, Instant::now());
                 if batch.is_empty() {
                     continue;
@@ -160,21 +173,28 @@ impl FileSource {
                     break 'reading;
                 }
             }
-            let events = self.files.maintain(Instant::now());
-            if !self
-                .send(&tx, events, &control.stop, &mut next_checkpoint, &writer)
-                .await
-            {
-                break 'reading;
+            // Timeouts have poll_interval granularity: with thousands of files, walking them all
+            // on every inotify wake-up would cost more than the reading.
+            if Instant::now() >= next_maintain {
+                let events = self.files.maintain(Instant::now());
+                next_maintain = Instant::now() + self.settings.poll_interval.min(MAINTAIN_INTERVAL);
+                if !self
+                    .send(&tx, events, &control.stop, &mut next_checkpoint, &writer)
+                    .await
+                {
+                    break 'reading;
+                }
             }
             if Instant::now() >= next_checkpoint || self.files.needs_checkpoint() {
-                writer.publish(self.files.checkpoint());
+                if let Some(checkpoint) = self.files.checkpoint_if_changed() {
+                    writer.publish(checkpoint);
+                }
                 next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
             }
             if !progressed {
                 tokio::select! {
                     _ = control.stop.cancelled() => break,
-                    _ = wakeups.notify.notified() => {}
+                    _ = wakeups.notify.notified() => woken_by_inotify = true,
                     _ = tokio::time::sleep(self.settings.poll_interval) => {}
                 }
             }
@@ -213,7 +233,9 @@ impl FileSource {
                     Err(_) => return false,
                 },
                 _ = tokio::time::sleep_until(*next_checkpoint) => {
-                    writer.publish(self.files.checkpoint());
+                    if let Some(checkpoint) = self.files.checkpoint_if_changed() {
+                    writer.publish(checkpoint);
+                }
                     *next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
                 }
             }
