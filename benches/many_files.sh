@@ -10,20 +10,10 @@ cd "$(dirname "$0")/.."
 files=${1:-10000}
 active=${2:-10}
 rate=${3:-10}
-target=${CARGO_TARGET_DIR:-$(pwd)/target}
-
-scripts/deps.sh
-cargo build --release --locked --bin logship >&2
-set -a
-eval "$(scripts/services.sh start)"
-set +a
-work=$(mktemp -d)
-agent=""
-writer=""
-trap '[ -n "$agent" ] && kill -9 $agent 2>/dev/null; [ -n "$writer" ] && kill $writer 2>/dev/null; scripts/services.sh stop; rm -rf "$work"' EXIT
+. benches/common.sh
 
 topic=many-$(date +%s)
-"$LOGSHIP_TEST_PYTHON" scripts/kafka.py --brokers "$LOGSHIP_TEST_BROKERS" create-topic "$topic" --partitions 3 >&2
+create_topic "$topic"
 mkdir -p "$work/logs"
 python3 - "$work/logs" "$files" <<'PY'
 import sys
@@ -32,7 +22,6 @@ for i in range(n):
     with open(f"{d}/f{i:05}.log", "w") as f:
         f.write(f"file {i} line 0\nfile {i} line 1\n")
 PY
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$work/bench.toml" <<TOML
 data_dir = "$work/data"
 [api]

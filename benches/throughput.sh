@@ -8,19 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-1000000}
-target=${CARGO_TARGET_DIR:-$(pwd)/target}
-
-scripts/deps.sh
-cargo build --release --locked --bin logship >&2
-set -a
-eval "$(scripts/services.sh start)"
-set +a
-work=$(mktemp -d)
-agent=""
-trap '[ -n "$agent" ] && kill -9 $agent 2>/dev/null; scripts/services.sh stop; rm -rf "$work"' EXIT
+. benches/common.sh
 
 topic=bench-$(date +%s)
-"$LOGSHIP_TEST_PYTHON" scripts/kafka.py --brokers "$LOGSHIP_TEST_BROKERS" create-topic "$topic" --partitions 3 >&2
+create_topic "$topic"
 mkdir -p "$work/logs"
 "$LOGSHIP_TEST_PYTHON" - "$work/logs/bench.log" "$lines" <<'PY'
 import sys
@@ -30,7 +21,6 @@ with open(path, "w") as f:
         f.write(f'203.0.113.{i % 255} - - [22/Nov/2026:08:00:00 +0000] "GET /api/orders/{i} HTTP/1.1" 200 {i * 7 % 10000} "-" "Mozilla/5.0"\n')
 PY
 bytes=$(stat -c %s "$work/logs/bench.log")
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$work/bench.toml" <<TOML
 data_dir = "$work/data"
 [api]
