@@ -75,14 +75,6 @@ impl FileSet {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
     /// Whether the set of files changed since the last `checkpoint`.
     pub fn needs_checkpoint(&self) -> bool {
         self.dirty

@@ -55,45 +55,54 @@ pub struct SourceControl {
 pub struct FileSource {
     id: String,
     settings: FileSourceSettings,
-    store: CheckpointStore,
+    /// Handed to the checkpoint writer when the source runs.
+    store: Option<CheckpointStore>,
     metrics: FileSourceMetrics,
     files: FileSet,
 }
 
 /// Writes checkpoints on its own task, so the read loop never waits for an fsync: the loop
-/// publishes the newest snapshot; the writer saves the newest one it has not saved yet.
+/// publishes the newest snapshot; the writer saves the newest one it has not saved yet, and the
+/// last one published before `finish`.
 struct CheckpointWriter {
     latest: watch::Sender<Option<Checkpoint>>,
-    task: tokio::task::JoinHandle<CheckpointStore>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl CheckpointWriter {
-    fn start(mut store: CheckpointStore, metrics: FileSourceMetrics) -> Self {
+    fn start(store: CheckpointStore, metrics: FileSourceMetrics) -> Self {
         let (latest, mut rx) = watch::channel(None::<Checkpoint>);
         let task = tokio::spawn(async move {
-            while rx.changed().await.is_ok() {
+            let store = std::sync::Arc::new(std::sync::Mutex::new(store));
+            loop {
+                let closed = rx.changed().await.is_err();
+                // After the sender is gone, the last value may still be unsaved: save() skips
+                // what it wrote already.
                 let Some(checkpoint) = rx.borrow_and_update().clone() else {
+                    if closed {
+                        return;
+                    }
                     continue;
                 };
+                let store = std::sync::Arc::clone(&store);
+                let metrics = metrics.clone();
                 let saved = tokio::task::spawn_blocking(move || {
-                    let result = store.save(&checkpoint);
-                    (store, result)
+                    let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+                    match store.save(&checkpoint) {
+                        Ok(true) => metrics.checkpoint_writes.increment(1),
+                        Ok(false) => {}
+                        Err(error) => metrics.checkpoint_error(store.path(), &error),
+                    }
                 })
                 .await;
-                let Ok((returned, result)) = saved else {
-                    // The blocking task panicked and took the store with it: nothing more can
-                    // be written; the final checkpoint is then lost too, which only duplicates.
-                    tracing::error!("checkpoint writer failed");
-                    return CheckpointStore::new(Path::new("/nonexistent"), "lost");
-                };
-                store = returned;
-                match result {
-                    Ok(true) => metrics.checkpoint_writes.increment(1),
-                    Ok(false) => {}
-                    Err(error) => metrics.checkpoint_error(store.path(), &error),
+                if saved.is_err() {
+                    tracing::error!("checkpoint writer failed; later positions are not saved");
+                    return;
+                }
+                if closed {
+                    return;
                 }
             }
-            store
         });
         Self { latest, task }
     }
@@ -102,10 +111,13 @@ impl CheckpointWriter {
         self.latest.send_replace(Some(checkpoint));
     }
 
-    /// Stops the writer and hands the store back for the final, synchronous write.
-    async fn stop(self) -> Option<CheckpointStore> {
+    /// Saves `last` and stops: the final checkpoint, after deliveries drained.
+    async fn finish(self, last: Checkpoint) {
+        self.latest.send_replace(Some(last));
         drop(self.latest);
-        self.task.await.ok()
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "checkpoint writer failed before the final checkpoint");
+        }
     }
 }
 
@@ -118,7 +130,7 @@ impl FileSource {
         Self {
             id: id.to_owned(),
             settings,
-            store,
+            store: Some(store),
             metrics,
             files,
         }
@@ -128,10 +140,10 @@ impl FileSource {
     /// checkpoint. Full channel: the send waits, so reading stops (backpressure).
     pub async fn run(mut self, tx: mpsc::Sender<Batch>, control: SourceControl) {
         let mut wakeups = Wakeups::new(&self.settings, &self.id);
-        let store = std::mem::replace(
-            &mut self.store,
-            CheckpointStore::new(Path::new("/"), "moved"),
-        );
+        let store = self
+            .store
+            .take()
+            .expect("run consumes the source: the store is there once");
         let writer = CheckpointWriter::start(store, self.metrics.clone());
         let mut next_scan = Instant::now();
         let mut next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
@@ -201,10 +213,7 @@ impl FileSource {
         }
         drop(tx);
         control.finish.cancelled().await;
-        if let Some(store) = writer.stop().await {
-            self.store = store;
-        }
-        self.write_checkpoint();
+        writer.finish(self.files.checkpoint()).await;
     }
 
     /// Sends one batch (nothing when empty), waiting while the channel is full. Checkpoints keep
@@ -234,22 +243,11 @@ impl FileSource {
                 },
                 _ = tokio::time::sleep_until(*next_checkpoint) => {
                     if let Some(checkpoint) = self.files.checkpoint_if_changed() {
-                    writer.publish(checkpoint);
-                }
+                        writer.publish(checkpoint);
+                    }
                     *next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
                 }
             }
-        }
-    }
-
-    /// The final checkpoint, written in place after deliveries drained.
-    fn write_checkpoint(&mut self) {
-        let checkpoint = self.files.checkpoint();
-        // Two fsyncs: blocking work, moved off the async workers.
-        match tokio::task::block_in_place(|| self.store.save(&checkpoint)) {
-            Ok(true) => self.metrics.checkpoint_writes.increment(1),
-            Ok(false) => {}
-            Err(error) => self.metrics.checkpoint_error(self.store.path(), &error),
         }
     }
 }
