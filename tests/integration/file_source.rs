@@ -1,5 +1,6 @@
 //! File source behaviours against the real agent and broker: small and odd files, paths that are
-//! not readable files, inotify discovery, gzip, multiline, read_from.
+//! not readable files (permissions, directories, FIFOs, symlink loops), inotify discovery, gzip,
+//! multiline, read_from.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -62,6 +63,64 @@ fn directories_fifos_and_symlink_loops_are_reported_and_good_files_still_flow() 
     assert_eq!(errors, Some(5.0));
     let (status, _) = agent.terminate(Duration::from_secs(15));
     assert!(status.success(), "the agent survived them all");
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_read_once_its_permissions_allow() {
+    use std::os::unix::fs::PermissionsExt;
+    let brokers = brokers();
+    let topic = create_topic(&brokers, "noperm", 1);
+    let setup = Setup::new();
+    let locked = setup.logs.join("locked.log");
+    std::fs::write(&locked, b"kept from us\n").expect("write");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    std::fs::write(setup.logs.join("good.log"), b"still shipped\n").expect("write");
+    let config = setup.config(&brokers, &topic, "glob_interval_ms = 500", "");
+    let agent = Agent::start_without_file_privileges(&setup, &config);
+
+    let mut reader = TopicReader::new(&brokers, &topic);
+    assert_eq!(
+        messages(&mut reader, 1, Duration::from_secs(30)),
+        ["still shipped"]
+    );
+    // Rescans keep trying; the error is counted and logged once.
+    std::thread::sleep(Duration::from_secs(2));
+    let errors = agent.metric("logship_source_read_errors_total{source=\"app\"}");
+    assert_eq!(errors, Some(1.0));
+    assert!(
+        agent.log_text().contains("locked.log"),
+        "the log names the file: {}",
+        agent.log_text()
+    );
+
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert_eq!(
+        messages(&mut reader, 2, Duration::from_secs(30)),
+        ["still shipped", "kept from us"]
+    );
+    let (status, _) = agent.terminate(Duration::from_secs(15));
+    assert!(status.success(), "the agent survived it");
+
+    // Locked again while stopped, and grown: its checkpoint waits for it, so once readable only
+    // the new line is shipped, not the file again.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&locked)
+        .and_then(|mut f| f.write_all(b"written while locked\n"))
+        .expect("append");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let _agent = Agent::start_without_file_privileges(&setup, &config);
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let got: Vec<&str> = reader
+        .read_until(3, Duration::from_secs(2), Duration::from_secs(30))
+        .iter()
+        .map(|r| r.message())
+        .collect();
+    assert_eq!(
+        got,
+        ["still shipped", "kept from us", "written while locked"]
+    );
 }
 
 #[test]

@@ -347,12 +347,31 @@ pub fn logship() -> Command {
 
 impl Agent {
     pub fn start(setup: &Setup, config: &Path) -> Self {
+        Self::spawn(setup, config, logship())
+    }
+
+    /// Starts the agent without the power to read files its permissions forbid. As root (the
+    /// test machines) that means dropping CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH with
+    /// util-linux `setpriv`; any other user has no such power to drop.
+    pub fn start_without_file_privileges(setup: &Setup, config: &Path) -> Self {
+        let command = if nix::unistd::geteuid().is_root() {
+            let mut c = Command::new("setpriv");
+            c.arg("--bounding-set=-dac_override,-dac_read_search")
+                .arg(env!("CARGO_BIN_EXE_logship"));
+            c
+        } else {
+            logship()
+        };
+        Self::spawn(setup, config, command)
+    }
+
+    fn spawn(setup: &Setup, config: &Path, mut command: Command) -> Self {
         let n = std::fs::read_dir(setup.dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
         let log = setup.dir.path().join(format!("agent-{n}.log"));
         let stderr = std::fs::File::create(&log).expect("agent log");
-        let child = logship()
+        let child = command
             .args(["run", "-c"])
             .arg(config)
             .env(
@@ -402,6 +421,19 @@ impl Agent {
         let (_, body) = self.get("/metrics")?;
         body.lines()
             .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+    }
+
+    /// Waits until the metric `sample` reads `value`; panics after `timeout`.
+    pub fn wait_for_metric(&self, sample: &str, value: f64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.metric(sample) != Some(value) {
+            assert!(
+                Instant::now() < deadline,
+                "{sample} is {:?}, not {value}, after {timeout:?}",
+                self.metric(sample)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn kill9(mut self) {

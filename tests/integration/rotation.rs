@@ -107,7 +107,14 @@ fn ship_through_rotations(rotation: Rotation, prefix: &str) {
     let setup = Setup::new();
     let path = setup.logs.join("app.log");
     let config = setup.config(&brokers, &topic, "", "");
+    // The first file must be followed before it is rotated out of the glob 0.2 s later.
+    std::fs::File::create(&path).expect("create");
     let agent = Agent::start(&setup, &config);
+    agent.wait_for_metric(
+        "logship_source_files_watched{source=\"app\"}",
+        1.0,
+        Duration::from_secs(30),
+    );
     let writer = rotating_writer(path, TOTAL, 50_000, 10_000, rotation);
 
     let mut reader = TopicReader::new(&brokers, &topic);

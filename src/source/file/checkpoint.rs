@@ -54,12 +54,21 @@ pub struct Checkpoint {
     pub released: Vec<Released>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct CheckpointFile {
     version: u32,
     files: Vec<FileCheckpoint>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     released: Vec<Released>,
+}
+
+/// `CheckpointFile` as written: borrows the checkpoint, which can hold thousands of files.
+#[derive(Serialize)]
+struct CheckpointFileRef<'a> {
+    version: u32,
+    files: Vec<&'a FileCheckpoint>,
+    #[serde(skip_serializing_if = "<[Released]>::is_empty")]
+    released: &'a [Released],
 }
 
 /// Why a checkpoint file could not be read.
@@ -129,10 +138,10 @@ impl CheckpointStore {
 
     /// Writes the checkpoint if it differs from what was last written. Returns whether it wrote.
     pub fn save(&mut self, checkpoint: &Checkpoint) -> std::io::Result<bool> {
-        let file = CheckpointFile {
+        let file = CheckpointFileRef {
             version: VERSION,
-            files: checkpoint.files.values().cloned().collect(),
-            released: checkpoint.released.clone(),
+            files: checkpoint.files.values().collect(),
+            released: &checkpoint.released,
         };
         // Compact: with thousands of files every byte is written every interval.
         let body = serde_json::to_vec(&file).map_err(std::io::Error::other)?;

@@ -40,6 +40,8 @@ pub struct FileSet {
     /// costs nothing per idle file. Rebuilt after every scan and maintenance pass.
     open: Vec<usize>,
     closed_paths: HashSet<PathBuf>,
+    /// Indexes of the files `maintain` visits: open, rotated away, or holding lines.
+    tended: Vec<usize>,
     /// Files were opened, closed, added or removed since the index was built.
     index_stale: bool,
     /// Digest of every position and identity in the last checkpoint handed out.
@@ -68,6 +70,7 @@ impl FileSet {
             pending_rescue: None,
             open: Vec::new(),
             closed_paths: HashSet::new(),
+            tended: Vec::new(),
             index_stale: true,
             last_digest: None,
             scanned_once: false,
@@ -160,9 +163,10 @@ impl FileSet {
             }
             self.add(f, now);
         }
-        // Checkpoints of files neither found nor resumed have nothing left to resume.
+        // Checkpoints of files gone have nothing left to resume. A file found but not opened
+        // (no permission yet) keeps its checkpoint for the scan that opens it.
         self.scanned_once = true;
-        self.unclaimed.clear();
+        self.unclaimed.retain(|id, _| by_id.contains_key(id));
 
         self.metrics.files_watched.set(self.files.len() as f64);
         // A scan may open, reopen, add or drop files: index again.
@@ -197,9 +201,11 @@ impl FileSet {
     /// file's, else per `read_from`.
     fn add(&mut self, f: &Found, now: Instant) {
         let after = self.unclaimed.get(&f.id).and_then(|c| c.after);
-        let start = self.start_offset(f);
+        let opened = self.start_offset(f).and_then(|start| {
+            TrackedFile::open(&f.path, f.id, start, &self.host, &self.settings, now)
+        });
         let rescue = self.pending_rescue.take();
-        match TrackedFile::open(&f.path, f.id, start, &self.host, &self.settings, now) {
+        match opened {
             Ok(mut tracked) => {
                 self.reported.remove(&f.path);
                 // A new file at a rotated file's path continues its stream: after it.
@@ -220,7 +226,7 @@ impl FileSet {
                     tracked.complete = true;
                     tracked.close();
                 }
-                tracing::info!(path = %tracked.path_str, offset = start, "reading file");
+                tracing::info!(path = %tracked.path_str, offset = tracked.read_pos, "reading file");
                 self.metrics.files_added.increment(1);
                 self.files.push(tracked);
                 self.dirty = true;
@@ -234,12 +240,14 @@ impl FileSet {
         }
     }
 
-    fn start_offset(&mut self, f: &Found) -> u64 {
+    /// Fails when the file cannot be opened to check its checkpoint: the checkpoint then waits
+    /// for a scan that can.
+    fn start_offset(&mut self, f: &Found) -> std::io::Result<u64> {
         let path = f.path.display().to_string();
         if let Some(c) = self.unclaimed.get(&f.id) {
-            match verify(&f.path, c, self.settings.fingerprint_bytes, f.meta.len()) {
-                Ok(()) => return c.offset,
-                Err(why) => {
+            match verify(&f.path, c, self.settings.fingerprint_bytes, f.meta.len())? {
+                Verdict::Same => return Ok(c.offset),
+                Verdict::Different(why) => {
                     self.metrics
                         .offset_reset(&path, c.offset, f.meta.len(), why);
                     // Truncated while stopped (copytruncate): the rest may be in a copy.
@@ -248,7 +256,7 @@ impl FileSet {
                     {
                         self.pending_rescue = Some((fingerprint, c.offset));
                     }
-                    return 0;
+                    return Ok(0);
                 }
             }
         }
@@ -257,17 +265,19 @@ impl FileSet {
             if let Ok(Some(fp)) = gzip_fingerprint(&f.path, self.settings.fingerprint_bytes)
                 && let Some(r) = self.released.iter().rev().find(|r| r.fingerprint == fp)
             {
-                return r.offset;
+                return Ok(r.offset);
             }
-            return 0;
+            return Ok(0);
         }
         // read_from = "end" applies only to files already there at start with no checkpoint;
         // files that appear while running are new and read whole.
-        if !self.scanned_once && self.settings.read_from == ReadFrom::End {
-            f.meta.len()
-        } else {
-            0
-        }
+        Ok(
+            if !self.scanned_once && self.settings.read_from == ReadFrom::End {
+                f.meta.len()
+            } else {
+                0
+            },
+        )
     }
 
     /// At the first scan: checkpointed files the globs no longer match were rotated while the
@@ -286,9 +296,9 @@ impl FileSet {
             let opened = discovery::find_in_dir(dir, c.id).and_then(|path| {
                 let size = std::fs::metadata(&path).ok()?.len();
                 // Rewritten since the checkpoint: read it whole (duplicates, never loss).
-                let offset = match verify(&path, &c, self.settings.fingerprint_bytes, size) {
-                    Ok(()) => c.offset,
-                    Err(why) => {
+                let offset = match verify(&path, &c, self.settings.fingerprint_bytes, size).ok()? {
+                    Verdict::Same => c.offset,
+                    Verdict::Different(why) => {
                         self.metrics
                             .offset_reset(&path.display().to_string(), c.offset, size, why);
                         0
@@ -485,20 +495,22 @@ impl FileSet {
     }
 
     /// Time-driven work: ships partial lines and multiline groups that timed out, closes idle
-    /// files, releases rotated files read to their end and delivered.
+    /// files, releases rotated files read to their end and delivered. Visits only the files that
+    /// can have such work (`tended`): a closed file waits for a scan or inotify to change.
     pub fn maintain(&mut self, now: Instant) -> Vec<Event> {
-        let mut lines: Vec<(usize, Vec<Line>)> = Vec::new();
-        for (index, file) in self.files.iter_mut().enumerate() {
+        let mut events = Vec::new();
+        let mut any_detached = false;
+        for index in std::mem::take(&mut self.tended) {
+            let file = &mut self.files[index];
             let mut out = Vec::new();
             file.flush_expired(now, self.settings.partial_line_timeout, &mut out);
             let idle = now.duration_since(file.last_data);
-            if file.attachment == Attachment::Detached
-                && file.at_eof
-                && idle >= self.settings.rotate_wait
-            {
-                file.flush_held(&mut out);
-            } else if file.attachment == Attachment::Attached
-                && file.is_open()
+            if file.attachment == Attachment::Detached {
+                any_detached = true;
+                if file.at_eof && idle >= self.settings.rotate_wait {
+                    file.flush_held(&mut out);
+                }
+            } else if file.is_open()
                 && file.at_eof
                 && !file.gzip
                 && !file.holds_lines()
@@ -508,15 +520,16 @@ impl FileSet {
                 file.close();
                 self.index_stale = true;
             }
+            let was_open = file.is_open();
             file.finish_if_complete();
-            lines.push((index, out));
-        }
-        let mut events = Vec::new();
-        for (index, out) in lines {
+            self.index_stale |= was_open && !file.is_open();
             let file = &self.files[index];
             events.extend(self.events((&file.tracker, &file.path_str, &file.key), out));
+            self.tended.push(index);
         }
-        self.release_finished(now);
+        if any_detached {
+            self.release_finished(now);
+        }
         self.index_open_and_closed();
         events
     }
@@ -586,11 +599,15 @@ impl FileSet {
         self.index_stale = false;
         self.open.clear();
         self.closed_paths.clear();
+        self.tended.clear();
         for (index, file) in self.files.iter().enumerate() {
             if file.is_open() {
                 self.open.push(index);
             } else if !file.complete {
                 self.closed_paths.insert(file.path.clone());
+            }
+            if file.is_open() || file.attachment == Attachment::Detached || file.holds_lines() {
+                self.tended.push(index);
             }
         }
         self.metrics.files_open.set(self.open.len() as f64);
@@ -681,34 +698,38 @@ impl FileSet {
 type Stream<'a> = (&'a Arc<AckTracker<u64>>, &'a Arc<str>, &'a Arc<[u8]>);
 
 /// Why a checkpoint no longer fits the file under its inode.
+/// Whether a checkpoint still describes the file found under its (device, inode).
+enum Verdict {
+    Same,
+    /// Not the same bytes any more; the reason labels the offset-reset metric.
+    Different(&'static str),
+}
+
 fn verify(
     path: &Path,
     c: &FileCheckpoint,
     fingerprint_bytes: u64,
     size: u64,
-) -> Result<(), &'static str> {
-    if c.complete {
-        return Ok(());
-    }
-    if is_gzip(path) {
-        return Ok(());
+) -> std::io::Result<Verdict> {
+    if c.complete || is_gzip(path) {
+        return Ok(Verdict::Same);
     }
     if size < c.offset {
-        return Err("shorter_than_checkpoint");
+        return Ok(Verdict::Different("shorter_than_checkpoint"));
     }
-    let file = std::fs::File::open(path).map_err(|_| "unreadable")?;
+    let file = std::fs::File::open(path)?;
     if let Some(expected) = c.fingerprint
         && identity::fingerprint(&file, fingerprint_bytes)
             .ok()
             .flatten()
             != Some(expected)
     {
-        return Err("fingerprint_changed");
+        return Ok(Verdict::Different("fingerprint_changed"));
     }
     if c.marker.is_some() && identity::marker(&file, c.offset).ok().flatten() != c.marker {
-        return Err("marker_changed");
+        return Ok(Verdict::Different("marker_changed"));
     }
-    Ok(())
+    Ok(Verdict::Same)
 }
 
 /// The fingerprint of a compressed file's decompressed head.

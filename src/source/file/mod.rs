@@ -24,6 +24,7 @@ pub mod reader;
 pub mod tracked;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -65,15 +66,15 @@ pub struct FileSource {
 /// publishes the newest snapshot; the writer saves the newest one it has not saved yet, and the
 /// last one published before `finish`.
 struct CheckpointWriter {
-    latest: watch::Sender<Option<Checkpoint>>,
+    latest: watch::Sender<Option<Arc<Checkpoint>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl CheckpointWriter {
     fn start(store: CheckpointStore, metrics: FileSourceMetrics) -> Self {
-        let (latest, mut rx) = watch::channel(None::<Checkpoint>);
+        let (latest, mut rx) = watch::channel(None::<Arc<Checkpoint>>);
         let task = tokio::spawn(async move {
-            let store = std::sync::Arc::new(std::sync::Mutex::new(store));
+            let store = Arc::new(std::sync::Mutex::new(store));
             loop {
                 let closed = rx.changed().await.is_err();
                 // After the sender is gone, the last value may still be unsaved: save() skips
@@ -84,7 +85,7 @@ impl CheckpointWriter {
                     }
                     continue;
                 };
-                let store = std::sync::Arc::clone(&store);
+                let store = Arc::clone(&store);
                 let metrics = metrics.clone();
                 let saved = tokio::task::spawn_blocking(move || {
                     let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
@@ -108,12 +109,12 @@ impl CheckpointWriter {
     }
 
     fn publish(&self, checkpoint: Checkpoint) {
-        self.latest.send_replace(Some(checkpoint));
+        self.latest.send_replace(Some(Arc::new(checkpoint)));
     }
 
     /// Saves `last` and stops: the final checkpoint, after deliveries drained.
     async fn finish(self, last: Checkpoint) {
-        self.latest.send_replace(Some(last));
+        self.latest.send_replace(Some(Arc::new(last)));
         drop(self.latest);
         if let Err(error) = self.task.await {
             tracing::error!(%error, "checkpoint writer failed before the final checkpoint");
