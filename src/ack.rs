@@ -31,6 +31,8 @@ struct State<P> {
 pub struct AckToken {
     settle: Arc<dyn Settle>,
     seq: u64,
+    /// Tokens of events merged into this one (partial container lines): settled with it.
+    absorbed: Vec<AckToken>,
 }
 
 trait Settle: Send + Sync + std::fmt::Debug {
@@ -57,6 +59,7 @@ impl<P: Clone + Send + std::fmt::Debug + 'static> AckTracker<P> {
         AckToken {
             settle: Arc::clone(self) as Arc<dyn Settle>,
             seq,
+            absorbed: Vec::new(),
         }
     }
 
@@ -101,6 +104,15 @@ impl AckToken {
     /// The event is delivered (or deliberately given up and counted): its position may pass.
     pub fn settle(self) {
         self.settle.settle(self.seq);
+        for token in self.absorbed {
+            token.settle();
+        }
+    }
+
+    /// Takes over `other`, whose event was merged into this token's event: settling this token
+    /// settles both, and dropping it holds both positions back.
+    pub fn absorb(&mut self, other: AckToken) {
+        self.absorbed.push(other);
     }
 }
 
@@ -155,5 +167,17 @@ mod tests {
         }
         handles.into_iter().for_each(|h| h.join().unwrap());
         assert_eq!(tracker.position(), 10_000);
+    }
+
+    #[test]
+    fn absorbed_tokens_settle_with_the_one_that_took_them() {
+        let tracker = AckTracker::new(0u64);
+        let first_part = tracker.track(10);
+        let mut last_part = tracker.track(20);
+        last_part.absorb(first_part);
+        assert_eq!(tracker.outstanding(), 2);
+        last_part.settle();
+        assert_eq!(tracker.position(), 20);
+        assert_eq!(tracker.outstanding(), 0);
     }
 }

@@ -17,6 +17,7 @@ use crate::api;
 use crate::config::{Config, SourceSettings};
 use crate::health::Health;
 use crate::kafka::{Producer, ProducerError};
+use crate::pipeline;
 use crate::source::file::{FileSource, SourceControl};
 
 /// Batches waiting between the sources and the producer. Each batch holds at most one read turn
@@ -76,7 +77,8 @@ pub async fn run(
         match settings {
             SourceSettings::File(file) => {
                 let source = FileSource::new(id, file.clone(), &config.data_dir, &host);
-                sources.push(tokio::spawn(source.run(tx.clone(), control.clone())));
+                let source_tx = through_pipeline(&config, file.pipeline.as_deref(), &tx);
+                sources.push(tokio::spawn(source.run(source_tx, control.clone())));
             }
         }
     }
@@ -129,6 +131,26 @@ pub async fn run(
         "agent stopped"
     );
     result.map_err(AgentError::from)
+}
+
+/// Where a source sends its batches: straight to the producer, or through its own copy of its
+/// pipeline on a task of its own (another bounded channel, so backpressure still reaches the
+/// source). The task ends when the source drops its sender.
+fn through_pipeline(
+    config: &Config,
+    pipeline: Option<&str>,
+    producer_tx: &mpsc::Sender<Vec<crate::event::Event>>,
+) -> mpsc::Sender<Vec<crate::event::Event>> {
+    let Some(pipeline) = pipeline.and_then(|name| config.pipelines.get(name)) else {
+        return producer_tx.clone();
+    };
+    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    tokio::spawn(pipeline::run(
+        pipeline.clone().with_metrics(),
+        rx,
+        producer_tx.clone(),
+    ));
+    tx
 }
 
 /// Awaits every task; a task that panicked is logged.

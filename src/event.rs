@@ -18,18 +18,23 @@ use crate::ack::AckToken;
 pub struct Event {
     /// `@timestamp`: when the line was read (a pipeline may set it from the line).
     pub timestamp: DateTime<Utc>,
-    /// `message`: the line, without its newline.
-    pub message: String,
-    /// `host.name`, `log.file.path`, `log.offset`.
+    /// `message`: the line, without its newline. `None` once a pipeline removed it or set it to
+    /// something other than a string (which then lives in `fields`).
+    pub message: Option<String>,
+    /// `host.name`, `log.file.path`, `log.offset`. A pipeline that writes below `host` or `log`
+    /// moves these into `fields` first (`pipeline::access`).
     pub origin: Option<FileOrigin>,
-    /// Further fields, encoded after the core ones. Keys must not repeat `@timestamp`,
-    /// `message`, `host` or `log`.
+    /// Further fields, encoded after the core ones. Keys never repeat `@timestamp`, nor
+    /// `message` while `message` is set, nor `host` or `log` while `origin` is set.
     pub fields: Map<String, Value>,
     /// Settled when Kafka acknowledges the record, or when the event is given up for a counted
     /// reason. `None` only for events nobody waits on (tests, benchmarks).
     pub ack: Option<AckToken>,
     /// Records of one stream share a key so they land on one partition in order.
     pub key: Option<Arc<[u8]>>,
+    /// The Kafka topic, when a pipeline chose one (`route`, dead letters); else the configured
+    /// topic.
+    pub topic: Option<Arc<str>>,
 }
 
 /// Where a line came from in a file; the strings are shared by all lines of the file.
@@ -46,17 +51,19 @@ impl Event {
     pub fn from_file_line(message: String, read_at: DateTime<Utc>, origin: FileOrigin) -> Self {
         Self {
             timestamp: read_at,
-            message,
+            message: Some(message),
             origin: Some(origin),
             fields: Map::new(),
             ack: None,
             key: None,
+            topic: None,
         }
     }
 
     /// The Kafka record value: one JSON object.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.message.len() + 160);
+        let line = self.message.as_ref().map_or(0, String::len);
+        let mut out = Vec::with_capacity(line + 160);
         // Strings, numbers and JSON maps always serialize into a Vec.
         serde_json::to_writer(&mut out, self).expect("an event serializes");
         out
@@ -65,10 +72,12 @@ impl Event {
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let core = if self.origin.is_some() { 4 } else { 2 };
+        let core = 1 + usize::from(self.message.is_some()) + 2 * usize::from(self.origin.is_some());
         let mut map = serializer.serialize_map(Some(core + self.fields.len()))?;
         map.serialize_entry("@timestamp", &timestamp(self.timestamp))?;
-        map.serialize_entry("message", &self.message)?;
+        if let Some(message) = &self.message {
+            map.serialize_entry("message", message)?;
+        }
         if let Some(origin) = &self.origin {
             map.serialize_entry("host", &One("name", &*origin.host))?;
             map.serialize_entry("log", &Log { origin })?;

@@ -1,7 +1,7 @@
 //! logship: a Kafka-native log shipper.
 //!
 //! ```text
-//! source::file ── Event batches ──▶ kafka::producer ──▶ Kafka
+//! source::file ── Event batches ──▶ pipeline ──▶ kafka::producer ──▶ Kafka
 //!      ▲                                   │ delivery reports
 //!      └──── ack::AckTracker ◀─────────────┘ (the only thing that marks an event delivered)
 //!      checkpoints: the start of the oldest undelivered line, written by the source
@@ -11,6 +11,7 @@
 //! - `event`: the event model and its JSON encoding (Elastic Common Schema names).
 //! - `ack`: ordered acknowledgements; a position advances only past delivered events.
 //! - `source`: where events come from (files today).
+//! - `pipeline`: parse, enrich, filter, redact and route events; `[[tests]]` for `logship test`.
 //! - `kafka`: the producer, one record per event, delivery reports → acks.
 //! - `metrics`: every metric name, in one place.
 //! - `health`: whether Kafka is reachable and deliveries progress.
@@ -26,5 +27,6 @@ pub mod event;
 pub mod health;
 pub mod kafka;
 pub mod metrics;
+pub mod pipeline;
 pub mod shutdown;
 pub mod source;

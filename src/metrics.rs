@@ -32,10 +32,30 @@ pub const KAFKA_EVENTS_DELIVERED: &str = "logship_kafka_events_delivered_total";
 pub const KAFKA_EVENTS_FAILED: &str = "logship_kafka_events_failed_total";
 pub const KAFKA_EVENTS_IN_FLIGHT: &str = "logship_kafka_events_in_flight";
 pub const KAFKA_QUEUE_FULL_WAITS: &str = "logship_kafka_queue_full_waits_total";
+pub const PIPELINE_EVENTS_DROPPED: &str = "logship_pipeline_events_dropped_total";
+pub const PIPELINE_STEP_ERRORS: &str = "logship_pipeline_step_errors_total";
+pub const PIPELINE_DEAD_LETTERED: &str = "logship_pipeline_events_dead_lettered_total";
+pub const PIPELINE_METRIC_SERIES_OVERFLOW: &str = "logship_pipeline_metric_series_overflow_total";
 
 /// Installs the Prometheus recorder for this process and describes every metric.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new().install_recorder()?;
+    describe_counter!(
+        PIPELINE_EVENTS_DROPPED,
+        "Events a pipeline dropped on purpose, by pipeline and reason (drop, sampled, throttled, on_error)."
+    );
+    describe_counter!(
+        PIPELINE_STEP_ERRORS,
+        "Events a pipeline step could not process (a parser met input it cannot parse, a template named a missing field), by pipeline, step and kind; on_error says what became of them."
+    );
+    describe_counter!(
+        PIPELINE_DEAD_LETTERED,
+        "Events a pipeline sent to the dead-letter topic."
+    );
+    describe_counter!(
+        PIPELINE_METRIC_SERIES_OVERFLOW,
+        "Events a `metric` step did not count because the metric had max_series label sets already."
+    );
     describe_counter!(SOURCE_EVENTS_READ, "Events read, per source.");
     describe_counter!(SOURCE_BYTES_READ, "Bytes read, per source.");
     describe_counter!(
@@ -112,6 +132,49 @@ impl LogLimiter {
     pub fn allow(&self) -> bool {
         self.0.check().is_ok()
     }
+}
+
+/// Handles for one pipeline copy (one per source that uses it; the series are shared).
+#[derive(Debug, Clone)]
+pub struct PipelineMetrics {
+    pipeline: String,
+    pub dead_lettered: Counter,
+    log: LogLimiter,
+}
+
+impl PipelineMetrics {
+    pub fn new(pipeline: &str) -> Self {
+        Self {
+            pipeline: pipeline.to_owned(),
+            dead_lettered: counter!(PIPELINE_DEAD_LETTERED, "pipeline" => pipeline.to_owned()),
+            log: LogLimiter::per_minute(12),
+        }
+    }
+
+    /// An event dropped on purpose; `reason` is one of a fixed set.
+    pub fn dropped(&self, reason: &'static str) {
+        counter!(PIPELINE_EVENTS_DROPPED, "pipeline" => self.pipeline.clone(), "reason" => reason)
+            .increment(1);
+    }
+
+    /// A step failed on an event; the log line says why (rate-limited).
+    pub fn step_failed(&self, step: &str, kind: &'static str, reason: &str) {
+        counter!(
+            PIPELINE_STEP_ERRORS,
+            "pipeline" => self.pipeline.clone(),
+            "step" => step.to_owned(),
+            "kind" => kind
+        )
+        .increment(1);
+        if self.log.allow() {
+            tracing::warn!(pipeline = %self.pipeline, step, kind, reason, "pipeline step failed");
+        }
+    }
+}
+
+/// The overflow counter of a user's `metric` step.
+pub fn metric_series_overflow(metric: &str) -> Counter {
+    counter!(PIPELINE_METRIC_SERIES_OVERFLOW, "metric" => metric.to_owned())
 }
 
 /// Handles for one file source.

@@ -45,12 +45,21 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Run the `[[tests]]` of a configuration file through their pipelines: 0 when all pass, 1
+    /// when one fails (with a diff), 78 when the configuration is invalid.
+    Test {
+        /// Configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let (Command::Run { config: path } | Command::Validate { config: path }) = &cli.command;
+    let (Command::Run { config: path }
+    | Command::Validate { config: path }
+    | Command::Test { config: path }) = &cli.command;
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => return config_error(path, &error),
@@ -71,6 +80,7 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Test { .. } => run_tests(&config),
         Command::Run { .. } => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -79,6 +89,33 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `logship test`: every case, a line each, and what differed for the ones that failed.
+fn run_tests(config: &Config) -> ExitCode {
+    let mut failed = 0;
+    for case in &config.tests {
+        let Some(pipeline) = config.pipelines.get(&case.pipeline) else {
+            continue;
+        };
+        match logship::pipeline::cases::run(case, pipeline, &config.kafka.topic) {
+            None => println!("ok    {} ({})", case.name, case.pipeline),
+            Some(diff) => {
+                failed += 1;
+                println!("FAIL  {} ({})\n{diff}", case.name, case.pipeline);
+            }
+        }
+    }
+    println!(
+        "{} test(s): {} passed, {failed} failed",
+        config.tests.len(),
+        config.tests.len() - failed
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

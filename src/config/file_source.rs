@@ -57,6 +57,9 @@ pub struct FileSourceConfig {
     /// Joins lines into one event (stack traces); off when absent.
     #[serde(default)]
     pub multiline: Option<MultilineConfig>,
+    /// The `[pipelines.<name>]` its events go through; none: shipped as read.
+    #[serde(default)]
+    pub pipeline: Option<String>,
 }
 
 /// Where a file with no checkpoint starts.
@@ -160,6 +163,8 @@ pub struct FileSourceSettings {
     pub fingerprint_bytes: u64,
     pub partial_line_timeout: Duration,
     pub multiline: Option<Arc<MultilineRules>>,
+    /// Name of the pipeline (checked to exist).
+    pub pipeline: Option<String>,
 }
 
 impl FileSourceConfig {
@@ -196,6 +201,7 @@ impl FileSourceConfig {
             positive(key, ms).map(|_| Duration::from_millis(ms))
         };
         Ok(FileSourceSettings {
+            pipeline: self.pipeline.clone(),
             include: compile("include", &self.include)?,
             exclude: compile("exclude", &self.exclude)?,
             max_line_bytes: positive("max_line_bytes", self.max_line_bytes)?,

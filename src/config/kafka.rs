@@ -19,6 +19,9 @@ pub struct KafkaConfig {
     /// Topic every event is produced to.
     pub topic: String,
     /// Batch compression codec.
+    /// Topic for events a pipeline step could not process (`on_error = "dead_letter"`).
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
     #[serde(default)]
     pub compression: Compression,
     /// Client id reported to the brokers.
@@ -107,6 +110,8 @@ const RESERVED: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
     pub topic: String,
+    /// Where pipelines send events with `on_error = "dead_letter"`.
+    pub dead_letter_topic: Option<String>,
     pub client: ClientConfig,
 }
 
@@ -177,8 +182,18 @@ impl KafkaConfig {
                 );
             return Err(doc.error_at(&key, format!("librdkafka rejected the configuration: {e}")));
         }
+        for (key, topic) in [
+            ("topic", Some(&self.topic)),
+            ("dead_letter_topic", self.dead_letter_topic.as_ref()),
+        ] {
+            if let Some(topic) = topic {
+                crate::pipeline::steps::check_topic_name(topic)
+                    .map_err(|reason| doc.error_at(&format!("kafka.{key}"), reason))?;
+            }
+        }
         Ok(KafkaSettings {
             topic: self.topic.clone(),
+            dead_letter_topic: self.dead_letter_topic.clone(),
             client,
         })
     }

@@ -10,6 +10,7 @@ mod document;
 mod file_source;
 mod interpolate;
 mod kafka;
+mod pipeline;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,6 +19,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::de::DeValue;
+
+use crate::pipeline::Pipeline;
+use crate::pipeline::cases::TestCase;
 
 pub use document::Document;
 pub use file_source::{
@@ -110,6 +114,10 @@ pub struct Config {
     pub api_address: SocketAddr,
     /// Sources by id, in id order.
     pub sources: BTreeMap<String, SourceSettings>,
+    /// Pipelines by name.
+    pub pipelines: BTreeMap<String, Pipeline>,
+    /// `[[tests]]` for `logship test`.
+    pub tests: Vec<TestCase>,
     pub kafka: KafkaSettings,
 }
 
@@ -140,6 +148,8 @@ impl Config {
         let doc = Document::new(&text);
         let mut root = doc.root()?;
         let sources = root.remove("sources");
+        let pipelines = root.remove("pipelines");
+        let tests = root.remove("tests");
         let root_node = toml::Spanned::new(0..text.len(), DeValue::Table(root));
         let raw: RootConfig = doc.deserialize(root_node, "")?;
 
@@ -154,12 +164,29 @@ impl Config {
         }
         check_data_dir(&raw.data_dir).map_err(|reason| doc.error_at("data_dir", reason))?;
 
+        let kafka = raw.kafka.settings(&doc)?;
+        let pipelines = pipeline::pipelines(&doc, pipelines, kafka.dead_letter_topic.as_deref())?;
+        let sources = sources_settings(&doc, sources)?;
+        for (id, source) in &sources {
+            let SourceSettings::File(file) = source;
+            if let Some(name) = &file.pipeline
+                && !pipelines.contains_key(name)
+            {
+                return Err(doc.error_at(
+                    &format!("sources.{id}.pipeline"),
+                    format!("no pipeline named `{name}` (define it as [pipelines.{name}])"),
+                ));
+            }
+        }
+        let tests = cases(&doc, tests, &pipelines)?;
         Ok(Self {
             data_dir: raw.data_dir,
             shutdown_timeout: Duration::from_secs(raw.shutdown_timeout_secs),
             api_address,
-            sources: sources_settings(&doc, sources)?,
-            kafka: raw.kafka.settings(&doc)?,
+            sources,
+            pipelines,
+            tests,
+            kafka,
         })
     }
 }
@@ -218,6 +245,27 @@ fn sources_settings(
         out.insert(id, settings);
     }
     Ok(out)
+}
+
+/// `[[tests]]`: each case names a pipeline that exists.
+fn cases(
+    doc: &Document<'_>,
+    node: Option<document::Node<'_>>,
+    pipelines: &BTreeMap<String, Pipeline>,
+) -> Result<Vec<TestCase>, ConfigError> {
+    let Some(node) = node else {
+        return Ok(Vec::new());
+    };
+    let cases: Vec<TestCase> = doc.deserialize(node, "tests")?;
+    for (i, case) in cases.iter().enumerate() {
+        if !pipelines.contains_key(&case.pipeline) {
+            return Err(doc.error_at(
+                &format!("tests[{i}].pipeline"),
+                format!("no pipeline named `{}`", case.pipeline),
+            ));
+        }
+    }
+    Ok(cases)
 }
 
 /// The data directory must exist or be creatable, and be writable by this process.

@@ -137,7 +137,7 @@ fn permanent_reason(error: &KafkaError) -> Option<FailureReason> {
     }
 }
 
-/// The agent's Kafka producer for one topic.
+/// The agent's Kafka producer: the configured topic, or the one a pipeline chose per event.
 pub struct Producer {
     inner: Arc<BaseProducer<DeliveryContext>>,
     topic: String,
@@ -233,7 +233,9 @@ impl Producer {
                     token: event.ack.take(),
                     key: event.key.take(),
                 });
-                if !self.send(&payload, inflight, &stop).await? {
+                let topic = event.topic.take();
+                let topic = topic.as_deref().unwrap_or(&self.topic);
+                if !self.send(topic, &payload, inflight, &stop).await? {
                     return Ok(());
                 }
             }
@@ -244,13 +246,14 @@ impl Producer {
     /// came first (the record is then dropped unsettled).
     async fn send(
         &self,
+        topic: &str,
         payload: &[u8],
         mut inflight: Box<InFlight>,
         stop: &CancellationToken,
     ) -> Result<bool, ProducerError> {
         loop {
             let key = inflight.key.clone();
-            let mut record = BaseRecord::with_opaque_to(&self.topic, inflight).payload(payload);
+            let mut record = BaseRecord::with_opaque_to(topic, inflight).payload(payload);
             if let Some(key) = &key {
                 record = record.key(&key[..]);
             }

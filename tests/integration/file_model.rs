@@ -176,7 +176,7 @@ topic = "unused"
             if let Some(token) = event.ack.take() {
                 token.settle();
             }
-            self.delivered.push(event.message);
+            self.delivered.push(event.message.unwrap_or_default());
         }
     }
 

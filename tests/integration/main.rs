@@ -9,4 +9,5 @@ mod file_model;
 mod file_source;
 mod harness;
 mod outages;
+mod pipeline;
 mod rotation;

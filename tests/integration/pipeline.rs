@@ -1,0 +1,250 @@
+//! Pipelines: the data-driven cases in tests/data/pipeline/ and the example configuration's
+//! `[[tests]]` through `logship test`; a failing case's diff; and a pipeline in the running agent
+//! against the real broker (parse, route, drop, dead letters, partial container lines).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use crate::harness::{Agent, Setup, TopicReader, brokers, create_topic, logship};
+
+/// What every data-driven case file is appended to: a source and Kafka settings that are valid
+/// but never used by `logship test`.
+const HEADER: &str = r#"
+data_dir = "DATA"
+[sources.app]
+type = "file"
+include = ["/nonexistent/*.log"]
+[kafka]
+brokers = ["127.0.0.1:9"]
+topic = "logs"
+dead_letter_topic = "dead-letters"
+"#;
+
+fn logship_test(config: &Path) -> Output {
+    logship()
+        .args(["test", "-c"])
+        .arg(config)
+        .output()
+        .expect("run logship test")
+}
+
+fn case_file(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("cases.toml");
+    let header = HEADER.replace("DATA", &dir.join("data").display().to_string());
+    std::fs::write(&path, format!("{header}\n{body}")).expect("write cases");
+    path
+}
+
+#[test]
+fn every_data_driven_case_passes() {
+    let cases = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pipeline");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(cases)
+        .expect("tests/data/pipeline")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "case files: {files:?}");
+    let mut total = 0;
+    for file in files {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body = std::fs::read_to_string(&file).expect("read cases");
+        let out = logship_test(&case_file(dir.path(), &body));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}:\n{stdout}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        total += stdout.lines().filter(|l| l.starts_with("ok ")).count();
+    }
+    assert!(total >= 40, "only {total} cases ran");
+}
+
+#[test]
+fn the_example_configuration_tests_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let out = logship()
+        .args(["test", "-c", example])
+        .env("LOGSHIP_DATA_DIR", dir.path())
+        .output()
+        .expect("run logship test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
+
+#[test]
+fn a_failing_case_prints_a_diff_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = r#"
+[pipelines.p]
+steps = [{ type = "parse_logfmt" }]
+[[tests]]
+name = "wrong expectation"
+pipeline = "p"
+[[tests.inputs]]
+message = "status=200"
+[[tests.outputs]]
+status = 200
+"#;
+    let out = logship_test(&case_file(dir.path(), body));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  wrong expectation"), "{stdout}");
+    assert!(stdout.contains("- status: 200"), "{stdout}");
+    assert!(stdout.contains("+ status: \"200\""), "{stdout}");
+}
+
+fn rejected(body: &str, key: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = case_file(dir.path(), body);
+    for command in ["validate", "test", "run"] {
+        let out = logship()
+            .args([command, "-c"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{command} should name `{key}`: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_invalid_regex_is_a_config_error() {
+    rejected(
+        "[pipelines.p]\nsteps = [{ type = \"parse_regex\", pattern = '(?P<a>[' }]",
+        "pipelines.p.steps[0].pattern",
+    );
+}
+
+#[test]
+fn an_unknown_step_type_is_a_config_error() {
+    rejected(
+        "[pipelines.p]\nsteps = [{ type = \"parse_xml\" }]",
+        "pipelines.p.steps[0].type",
+    );
+}
+
+#[test]
+fn an_unknown_key_in_a_step_is_a_config_error() {
+    rejected(
+        "[pipelines.p]\nsteps = [{ type = \"parse_json\", feild = \"x\" }]",
+        "pipelines.p.steps[0].feild",
+    );
+}
+
+#[test]
+fn a_template_naming_a_field_nothing_writes_is_a_config_error() {
+    rejected(
+        "[pipelines.p]\nsteps = [{ type = \"set\", field = \"a\", value = \"{{ servce }}\" }]",
+        "pipelines.p.steps[0].value",
+    );
+}
+
+#[test]
+fn a_condition_syntax_error_is_a_config_error() {
+    rejected(
+        "[pipelines.p]\nsteps = [{ type = \"drop\", when = 'message = \"x\"' }]",
+        "pipelines.p.steps[0].when",
+    );
+}
+
+#[test]
+fn a_source_naming_a_missing_pipeline_is_a_config_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = case_file(dir.path(), "");
+    let text = std::fs::read_to_string(&path)
+        .expect("read")
+        .replace("include = [", "pipeline = \"nope\"\ninclude = [");
+    std::fs::write(&path, text).expect("write");
+    let out = logship()
+        .args(["validate", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sources.app.pipeline"));
+}
+
+/// A pipeline in the running agent: parsed fields, a routed topic, dropped lines that still let
+/// the checkpoint pass, dead letters, and partial container lines joined into one record.
+#[test]
+fn the_agent_runs_pipelines_against_the_broker() {
+    let brokers = brokers();
+    let main = create_topic(&brokers, "pipe-main", 1);
+    let errors = create_topic(&brokers, "pipe-errors", 1);
+    let dead = create_topic(&brokers, "pipe-dead", 1);
+    let setup = Setup::new();
+    let pipeline = format!(
+        r#"dead_letter_topic = "{dead}"
+[pipelines.p]
+steps = [
+  {{ type = "parse_container", on_error = "dead_letter" }},
+  {{ type = "parse_logfmt" }},
+  {{ type = "drop", when = 'level == "debug"' }},
+  {{ type = "route", routes = [{{ when = 'level == "error"', topic = "{errors}" }}] }},
+]
+"#
+    );
+    let config = setup.config(&brokers, &main, "pipeline = \"p\"", &pipeline);
+    let path = setup.logs.join("pod.log");
+    let lines = [
+        "2026-11-22T10:00:00Z stdout F level=info msg=one",
+        "2026-11-22T10:00:01Z stdout F level=debug msg=noise",
+        "2026-11-22T10:00:02Z stderr F level=error msg=bad",
+        "2026-11-22T10:00:03Z stdout P level=info msg=\"joined ",
+        "2026-11-22T10:00:04Z stdout F line\"",
+        "not a container line",
+        "2026-11-22T10:00:05Z stdout F level=debug msg=last-and-dropped",
+    ];
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+    let agent = Agent::start(&setup, &config);
+
+    let read = |topic: &str, count: usize| -> Vec<serde_json::Value> {
+        TopicReader::new(&brokers, topic)
+            .read_until(count, Duration::from_secs(1), Duration::from_secs(30))
+            .iter()
+            .map(|r| r.value.clone())
+            .collect()
+    };
+    let main_records = read(&main, 2);
+    let msgs: Vec<&str> = main_records
+        .iter()
+        .map(|v| v["msg"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(msgs, ["one", "joined line"]);
+    assert_eq!(
+        main_records[1]["@timestamp"],
+        "2026-11-22T10:00:03Z".replace('Z', ".000000000Z")
+    );
+    let error_records = read(&errors, 1);
+    assert_eq!(error_records.len(), 1);
+    assert_eq!(error_records[0]["msg"], "bad");
+    assert_eq!(error_records[0]["stream"], "stderr");
+    let dead_records = read(&dead, 1);
+    assert_eq!(dead_records.len(), 1);
+    assert_eq!(dead_records[0]["message"], "not a container line");
+    assert_eq!(
+        dead_records[0]["error"]["type"],
+        "0:parse_container:invalid_container_line"
+    );
+
+    // Dropped lines are settled: the checkpoint reaches the end of the file, past the last
+    // (dropped) line.
+    setup.wait_for_checkpoints_at_eof([path.as_path()]);
+    let dropped =
+        agent.metric("logship_pipeline_events_dropped_total{pipeline=\"p\",reason=\"drop\"}");
+    assert_eq!(dropped, Some(2.0));
+}
