@@ -46,10 +46,11 @@ fn every_data_driven_case_passes() {
         .collect();
     files.sort();
     assert!(files.len() >= 10, "case files: {files:?}");
-    let mut total = 0;
+    let (mut passed, mut written) = (0, 0);
     for file in files {
         let dir = tempfile::tempdir().expect("tempdir");
         let body = std::fs::read_to_string(&file).expect("read cases");
+        written += body.lines().filter(|l| l.trim() == "[[tests]]").count();
         let out = logship_test(&case_file(dir.path(), &body));
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -58,17 +59,27 @@ fn every_data_driven_case_passes() {
             file.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        total += stdout.lines().filter(|l| l.starts_with("ok ")).count();
+        passed += stdout.lines().filter(|l| l.starts_with("ok ")).count();
     }
-    assert!(total >= 40, "only {total} cases ran");
+    assert_eq!(passed, written, "every case ran and passed");
+    assert!(written >= 35, "only {written} cases");
 }
 
+/// The example configuration's own `[[tests]]`, plus the sample logs of tests/data/samples/
+/// through its pipelines.
 #[test]
 fn the_example_configuration_tests_pass() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = std::fs::read_to_string(format!("{root}/config.example.toml")).expect("example");
+    let samples =
+        std::fs::read_to_string(format!("{root}/tests/data/samples/example_pipelines.toml"))
+            .expect("samples");
+    let config = dir.path().join("example.toml");
+    std::fs::write(&config, format!("{example}\n{samples}")).expect("write");
     let out = logship()
-        .args(["test", "-c", example])
+        .args(["test", "-c"])
+        .arg(&config)
         .env("LOGSHIP_DATA_DIR", dir.path())
         .output()
         .expect("run logship test");
@@ -79,6 +90,10 @@ fn the_example_configuration_tests_pass() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains(" 0 failed"), "{stdout}");
+    assert!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count() >= 8,
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -179,7 +194,8 @@ fn a_source_naming_a_missing_pipeline_is_a_config_error() {
 }
 
 /// A pipeline in the running agent: parsed fields, a routed topic, dropped lines that still let
-/// the checkpoint pass, dead letters, and partial container lines joined into one record.
+/// the checkpoint pass, dead letters, partial container lines joined into one record, and a
+/// log-derived metric.
 #[test]
 fn the_agent_runs_pipelines_against_the_broker() {
     let brokers = brokers();
@@ -195,6 +211,7 @@ steps = [
   {{ type = "parse_logfmt" }},
   {{ type = "drop", when = 'level == "debug"' }},
   {{ type = "route", routes = [{{ when = 'level == "error"', topic = "{errors}" }}] }},
+  {{ type = "metric", name = "test_pod_lines_total", labels = {{ stream = "{{{{ stream }}}}" }} }},
 ]
 "#
     );
@@ -247,4 +264,17 @@ steps = [
     let dropped =
         agent.metric("logship_pipeline_events_dropped_total{pipeline=\"p\",reason=\"drop\"}");
     assert_eq!(dropped, Some(2.0));
+    // The log-derived counter counts what reached its step.
+    assert_eq!(
+        agent.metric("test_pod_lines_total{stream=\"stdout\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        agent.metric("test_pod_lines_total{stream=\"stderr\"}"),
+        Some(1.0)
+    );
+    let failed = agent.metric(
+        "logship_pipeline_step_errors_total{pipeline=\"p\",step=\"0:parse_container\",kind=\"invalid_container_line\"}",
+    );
+    assert_eq!(failed, Some(1.0));
 }

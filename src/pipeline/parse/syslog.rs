@@ -93,8 +93,9 @@ pub enum SyslogError {
 pub fn parse(line: &str, now: DateTime<Utc>, timezone: Option<Tz>) -> Result<Syslog, SyslogError> {
     let tz = timezone.unwrap_or(Tz::UTC);
     let get_year = move |date: IncompleteDate| infer_year(date, now, tz);
-    // Times without a zone come back as wall-clock time at UTC+0; they are re-read in `tz`
-    // below (the library's own handling of a zone with a year is not DST-safe).
+    // Times without a zone come back as wall-clock time at UTC+0 and are re-read in `tz`
+    // below: given the zone itself, the library reads `Mmm dd yyyy` times as UTC and
+    // rejects times in a DST gap.
     let message =
         syslog_loose::parse_message_with_year_exact_tz(line, get_year, Some(Utc), Variant::Either)
             .map_err(|_| SyslogError::NotSyslog)?;
