@@ -18,4 +18,4 @@ cargo clippy --all-targets --locked -- -D warnings
 heavy=at_50k_lines_per_second
 cargo test --test integration --locked "$@" -- "$heavy" --test-threads 1
 cargo test --lib --bins --tests --locked "$@" -- --skip "$heavy"
-cargo test --bench file_path --locked "$@"
+cargo test --bench file_path --bench pipeline --locked "$@"
