@@ -145,11 +145,18 @@ fn through_pipeline(
         return producer_tx.clone();
     };
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-    tokio::spawn(pipeline::run(
+    let name = pipeline.name.clone();
+    let task = tokio::spawn(pipeline::run(
         pipeline.clone().with_metrics(),
         rx,
         producer_tx.clone(),
     ));
+    // A pipeline that panicked closes its channel, which stops its source: say so.
+    tokio::spawn(async move {
+        if let Err(error) = task.await {
+            tracing::error!(pipeline = %name, %error, "pipeline task failed; its source stopped");
+        }
+    });
     tx
 }
 

@@ -60,6 +60,20 @@ impl Event {
         }
     }
 
+    /// Moves the event out, leaving an empty husk with the same time (for a step that keeps the
+    /// event for later, such as a partial line waiting for its end).
+    pub fn take(&mut self) -> Event {
+        Event {
+            timestamp: self.timestamp,
+            message: self.message.take(),
+            origin: self.origin.take(),
+            fields: std::mem::take(&mut self.fields),
+            ack: self.ack.take(),
+            key: self.key.take(),
+            topic: self.topic.take(),
+        }
+    }
+
     /// The Kafka record value: one JSON object.
     pub fn to_json(&self) -> Vec<u8> {
         let line = self.message.as_ref().map_or(0, String::len);

@@ -36,6 +36,8 @@ pub const PIPELINE_EVENTS_DROPPED: &str = "logship_pipeline_events_dropped_total
 pub const PIPELINE_STEP_ERRORS: &str = "logship_pipeline_step_errors_total";
 pub const PIPELINE_DEAD_LETTERED: &str = "logship_pipeline_events_dead_lettered_total";
 pub const PIPELINE_METRIC_SERIES_OVERFLOW: &str = "logship_pipeline_metric_series_overflow_total";
+pub const PIPELINE_CONTAINER_LINES_TRUNCATED: &str =
+    "logship_pipeline_container_lines_truncated_total";
 
 /// Installs the Prometheus recorder for this process and describes every metric.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
@@ -51,6 +53,10 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     describe_counter!(
         PIPELINE_DEAD_LETTERED,
         "Events a pipeline sent to the dead-letter topic."
+    );
+    describe_counter!(
+        PIPELINE_CONTAINER_LINES_TRUNCATED,
+        "Container lines whose joined parts passed parse_container's max_bytes; the rest was cut off."
     );
     describe_counter!(
         PIPELINE_METRIC_SERIES_OVERFLOW,
@@ -170,6 +176,11 @@ impl PipelineMetrics {
             tracing::warn!(pipeline = %self.pipeline, step, kind, reason, "pipeline step failed");
         }
     }
+}
+
+/// A joined container line was cut at `max_bytes`.
+pub fn container_line_truncated() {
+    counter!(PIPELINE_CONTAINER_LINES_TRUNCATED).increment(1);
 }
 
 /// The overflow counter of a user's `metric` step.
@@ -296,14 +307,17 @@ pub enum FailureReason {
     NotAuthorized,
     InvalidRecord,
     InvalidTopic,
+    /// A topic a pipeline chose (`route`) does not exist.
+    UnknownTopic,
 }
 
 impl FailureReason {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::TooLarge,
         Self::NotAuthorized,
         Self::InvalidRecord,
         Self::InvalidTopic,
+        Self::UnknownTopic,
     ];
 
     pub fn label(self) -> &'static str {
@@ -312,6 +326,7 @@ impl FailureReason {
             Self::NotAuthorized => "not_authorized",
             Self::InvalidRecord => "invalid_record",
             Self::InvalidTopic => "invalid_topic",
+            Self::UnknownTopic => "unknown_topic",
         }
     }
 }

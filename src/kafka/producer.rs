@@ -52,6 +52,8 @@ pub enum ProducerError {
 struct InFlight {
     token: Option<AckToken>,
     key: Option<Arc<[u8]>>,
+    /// A pipeline chose the topic, from the event's own data.
+    routed: bool,
 }
 
 /// State the delivery callback (librdkafka's polling thread) shares with the produce loop.
@@ -95,7 +97,7 @@ impl ProducerContext for DeliveryContext {
             }
             Err((error, message)) => {
                 shared.health.reported(false);
-                match permanent_reason(error) {
+                match permanent_reason(error, inflight.routed) {
                     Some(reason) => {
                         shared.metrics.failed(reason, error);
                         // Given up and counted: the source may move past it (invariant 3).
@@ -124,9 +126,13 @@ impl ProducerContext for DeliveryContext {
 }
 
 /// Errors after which producing the same record again cannot succeed.
-fn permanent_reason(error: &KafkaError) -> Option<FailureReason> {
+/// Rejections that retrying cannot fix. A topic that does not exist is one only when the event's
+/// own data chose it (`route` with a template): a missing configured topic stops the agent, since
+/// every record would fail, but one odd namespace must not.
+fn permanent_reason(error: &KafkaError, routed: bool) -> Option<FailureReason> {
     use RDKafkaErrorCode as C;
     match error.rdkafka_error_code()? {
+        C::UnknownTopic | C::UnknownTopicOrPartition if routed => Some(FailureReason::UnknownTopic),
         C::MessageSizeTooLarge | C::InvalidMessageSize => Some(FailureReason::TooLarge),
         C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed => {
             Some(FailureReason::NotAuthorized)
@@ -229,11 +235,12 @@ impl Producer {
             };
             for mut event in batch {
                 let payload = event.to_json();
+                let topic = event.topic.take();
                 let inflight = Box::new(InFlight {
                     token: event.ack.take(),
                     key: event.key.take(),
+                    routed: topic.is_some(),
                 });
-                let topic = event.topic.take();
                 let topic = topic.as_deref().unwrap_or(&self.topic);
                 if !self.send(topic, &payload, inflight, &stop).await? {
                     return Ok(());
@@ -274,7 +281,7 @@ impl Producer {
                 }
                 Err((error, mut record)) => {
                     self.check_failed()?;
-                    match permanent_reason(&error) {
+                    match permanent_reason(&error, record.delivery_opaque.routed) {
                         Some(reason) => {
                             self.shared.metrics.failed(reason, &error);
                             if let Some(token) = record.delivery_opaque.token.take() {

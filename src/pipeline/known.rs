@@ -2,9 +2,9 @@
 //! can exist by the time the step runs: the source's own fields, or fields an earlier step
 //! writes. A misspelt field is a configuration error, not a silent empty value at 3 a.m.
 
-use super::Stage;
 use super::path::FieldPath;
-use super::steps::Output;
+use super::steps::{self, Output};
+use super::{OnError, Stage};
 
 /// Fields every file line has.
 const SOURCE_FIELDS: &[&str] = &[
@@ -47,6 +47,15 @@ pub fn check(stages: &[Stage]) -> Result<(), Unknown> {
             }
         }
         known.extend(stage.step.outputs());
+        if stage.on_error == OnError::Keep && steps::is_parser_step(&stage.step) {
+            // A kept failure writes these.
+            known.extend(
+                ["error.message", "error.type"]
+                    .iter()
+                    .filter_map(|f| FieldPath::parse(f).ok())
+                    .map(Output::Field),
+            );
+        }
     }
     Ok(())
 }

@@ -107,8 +107,13 @@ impl Pipeline {
     }
 
     /// Runs one event through every stage.
-    pub fn process(&mut self, mut event: Event) -> Outcome {
-        for index in 0..self.stages.len() {
+    pub fn process(&mut self, event: Event) -> Outcome {
+        self.process_from(event, 0)
+    }
+
+    /// Runs one event through the stages from `first` on.
+    fn process_from(&mut self, mut event: Event, first: usize) -> Outcome {
+        for index in first..self.stages.len() {
             let stage = &mut self.stages[index];
             if let Some(when) = &stage.when
                 && !when.eval(&event)
@@ -154,6 +159,20 @@ impl Pipeline {
         out
     }
 
+    /// Events held past their time (partial container lines), through the rest of the pipeline.
+    pub fn flush_expired(&mut self, now: std::time::Instant) -> Vec<Event> {
+        let mut out = Vec::new();
+        for index in 0..self.stages.len() {
+            for event in self.stages[index].step.flush_expired(now) {
+                match self.process_from(event, index + 1) {
+                    Outcome::Kept(e) | Outcome::DeadLettered(e) => out.push(e),
+                    Outcome::Dropped { .. } | Outcome::Absorbed => {}
+                }
+            }
+        }
+        out
+    }
+
     fn dropped(&self, mut event: Event, reason: &'static str) -> Outcome {
         if let Some(m) = &self.metrics {
             m.dropped(reason);
@@ -179,19 +198,28 @@ impl Pipeline {
     }
 }
 
-/// Runs batches from `rx` through `pipeline` into `tx` until `rx` closes or `tx` is gone. A full
-/// `tx` waits, so backpressure reaches the source.
+/// How often held events are checked against their timeouts.
+const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs batches from `rx` through `pipeline` into `tx` until `rx` closes or `tx` is gone, and
+/// ships held events whose time ran out. A full `tx` waits, so backpressure reaches the source.
+/// Events still held when `rx` closes (shutdown) are dropped unsettled: read again after restart.
 pub async fn run(
     mut pipeline: Pipeline,
     mut rx: mpsc::Receiver<Vec<Event>>,
     tx: mpsc::Sender<Vec<Event>>,
 ) {
-    while let Some(batch) = rx.recv().await {
-        let out = pipeline.process_batch(batch);
-        if out.is_empty() {
-            continue;
-        }
-        if tx.send(out).await.is_err() {
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let out = tokio::select! {
+            batch = rx.recv() => match batch {
+                Some(batch) => pipeline.process_batch(batch),
+                None => return,
+            },
+            _ = tick.tick() => pipeline.flush_expired(std::time::Instant::now()),
+        };
+        if !out.is_empty() && tx.send(out).await.is_err() {
             return;
         }
     }
@@ -269,5 +297,37 @@ mod tests {
             0,
             "both parts settled with the joined event"
         );
+    }
+
+    #[test]
+    fn a_part_whose_end_never_comes_is_shipped_after_its_timeout() {
+        let tracker = AckTracker::new(0u64);
+        let mut p = pipeline(
+            r#"{ type = "parse_container", partial_timeout_ms = 100 }, { type = "set", field = "seen", value = true }"#,
+        );
+        let parts = [
+            "2026-11-22T10:00:00Z stdout P cut ",
+            "2026-11-22T10:00:01Z stdout P off",
+        ];
+        assert!(p.process_batch(lines(&tracker, &parts)).is_empty());
+        let soon = std::time::Instant::now();
+        assert!(p.flush_expired(soon).is_empty(), "not yet");
+        let later = soon + std::time::Duration::from_secs(1);
+        let mut out = p.flush_expired(later);
+        assert_eq!(out.len(), 1);
+        let event = &mut out[0];
+        assert_eq!(event.message.as_deref(), Some("cut off"));
+        assert_eq!(
+            event.fields.get("stream"),
+            Some(&serde_json::json!("stdout"))
+        );
+        assert_eq!(
+            event.fields.get("seen"),
+            Some(&serde_json::json!(true)),
+            "later steps ran"
+        );
+        event.ack.take().expect("token").settle();
+        assert_eq!(tracker.outstanding(), 0, "both parts settled");
+        assert!(p.flush_expired(later).is_empty(), "shipped once");
     }
 }

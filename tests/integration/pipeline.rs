@@ -169,6 +169,14 @@ fn a_template_naming_a_field_nothing_writes_is_a_config_error() {
 }
 
 #[test]
+fn removing_a_field_nothing_writes_is_a_config_error() {
+    rejected(
+        "[pipelines.p]\nsteps = [{ type = \"remove\", fields = [\"tiem\"] }]",
+        "pipelines.p.steps[0].fields[0]",
+    );
+}
+
+#[test]
 fn a_condition_syntax_error_is_a_config_error() {
     rejected(
         "[pipelines.p]\nsteps = [{ type = \"drop\", when = 'message = \"x\"' }]",

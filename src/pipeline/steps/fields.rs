@@ -14,10 +14,6 @@ use crate::pipeline::access;
 use crate::pipeline::path::{FieldPath, FieldRef, Fields};
 use crate::pipeline::template::Template;
 
-fn conflict(e: access::AccessError) -> StepFailure {
-    StepFailure::new("conflict", e.to_string())
-}
-
 /// `set`: `field` takes `value`. A string value is a template (`"{{ service }}-{{ env }}"`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,7 +62,7 @@ impl Set {
                 .render_value(event)
                 .map_err(|e| StepFailure::new("missing_field", e.to_string()))?,
         };
-        access::set(event, &self.field, value).map_err(conflict)?;
+        super::set(event, &self.field, value)?;
         Ok(Flow::Next)
     }
 
@@ -114,8 +110,10 @@ impl StepConfig for RenameConfig {
 
 impl Rename {
     pub fn apply(&self, event: &mut Event) -> Result<Flow, StepFailure> {
-        if let Some(value) = access::remove(event, &self.from).map_err(conflict)? {
-            access::set(event, &self.to, value).map_err(conflict)?;
+        // Set first: a target the event cannot take leaves the field where it was.
+        if let Some(value) = event.field(&self.from).map(FieldRef::to_value) {
+            super::set(event, &self.to, value)?;
+            access::remove(event, &self.from).map_err(super::conflict)?;
         }
         Ok(Flow::Next)
     }
@@ -167,9 +165,21 @@ impl StepConfig for RemoveConfig {
 impl Remove {
     pub fn apply(&self, event: &mut Event) -> Result<Flow, StepFailure> {
         for field in &self.fields {
-            access::remove(event, field).map_err(conflict)?;
+            access::remove(event, field).map_err(super::conflict)?;
         }
         Ok(Flow::Next)
+    }
+
+    /// A field to remove must be one that can exist: a misspelt name is caught at load time.
+    pub fn reads(&self) -> Vec<Read<'_>> {
+        self.fields
+            .iter()
+            .enumerate()
+            .map(|(i, path)| Read {
+                key: format!("fields[{i}]"),
+                path,
+            })
+            .collect()
     }
 }
 
@@ -199,7 +209,7 @@ impl StepConfig for CopyConfig {
 impl Copy {
     pub fn apply(&self, event: &mut Event) -> Result<Flow, StepFailure> {
         if let Some(value) = event.field(&self.from).map(FieldRef::to_value) {
-            access::set(event, &self.to, value).map_err(conflict)?;
+            super::set(event, &self.to, value)?;
         }
         Ok(Flow::Next)
     }
@@ -266,7 +276,7 @@ fn change_case(
     let Some(text) = event.field(field).and_then(|f| f.as_str().map(change)) else {
         return Ok(Flow::Next);
     };
-    access::set(event, field, Value::String(text)).map_err(conflict)?;
+    super::set(event, field, Value::String(text))?;
     Ok(Flow::Next)
 }
 

@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use super::{BuildError, Flow, Output, Read, Step, StepConfig, StepFailure, field_path, text_of};
 use crate::event::Event;
-use crate::pipeline::access;
 use crate::pipeline::path::FieldPath;
 
 #[derive(Debug, Deserialize)]
@@ -117,9 +116,7 @@ pub fn parse(path: &str) -> Option<PodPath<'_>> {
 
 impl KubernetesPath {
     pub fn apply(&self, event: &mut Event) -> Result<Flow, StepFailure> {
-        let text = text_of(event, &self.field).ok_or_else(|| {
-            StepFailure::new("missing_field", format!("`{}` is missing", self.field))
-        })?;
+        let text = text_of(event, &self.field).ok_or_else(|| super::missing(&self.field))?;
         let Some(pod) = parse(&text) else {
             return Err(StepFailure::new(
                 "not_a_pod_path",
@@ -139,8 +136,7 @@ impl KubernetesPath {
         }
         drop(text);
         for (path, value) in values {
-            access::set(event, path, Value::String(value))
-                .map_err(|e| StepFailure::new("conflict", e.to_string()))?;
+            super::set(event, path, Value::String(value))?;
         }
         Ok(Flow::Next)
     }

@@ -20,6 +20,7 @@ mod throttle;
 
 use serde::de::DeserializeOwned;
 
+use super::access;
 use super::path::FieldPath;
 use super::template::Template;
 use crate::event::Event;
@@ -138,9 +139,22 @@ pub struct Read<'a> {
     pub path: &'a FieldPath,
 }
 
-/// Whether a step is a parser (only parsers take `on_error`).
+/// Whether a step type is a parser (only parsers take `on_error`).
 pub fn is_parser(kind: &str) -> bool {
     kind.starts_with("parse_")
+}
+
+/// Whether a compiled step is a parser.
+pub fn is_parser_step(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::ParseJson(_)
+            | Step::ParseRegex(_)
+            | Step::ParseLogfmt(_)
+            | Step::ParseSyslog(_)
+            | Step::ParseContainer(_)
+            | Step::ParseTimestamp(_)
+    )
 }
 
 /// A step's settings as written; `build` checks and compiles them.
@@ -259,7 +273,53 @@ impl Step {
             Step::KubernetesPath(s) => s.reads(),
             Step::Route(s) => s.reads(),
             Step::Metric(s) => s.reads(),
-            Step::Remove(_) | Step::Drop(_) => Vec::new(),
+            Step::Remove(s) => s.reads(),
+            Step::Drop(_) => Vec::new(),
+        }
+    }
+}
+
+/// The field parse steps read when `field` is not set.
+pub fn message_field() -> String {
+    "message".into()
+}
+
+/// Sets a field for a step; fails the step when the path runs through a value that is not an
+/// object (or `@timestamp` gets something other than a time).
+pub fn set(
+    event: &mut Event,
+    path: &FieldPath,
+    value: serde_json::Value,
+) -> Result<(), StepFailure> {
+    access::set(event, path, value).map_err(conflict)
+}
+
+/// Sets a top-level field named by a parsed key (see `access::set_key`).
+pub fn set_key(
+    event: &mut Event,
+    key: String,
+    value: serde_json::Value,
+) -> Result<(), StepFailure> {
+    access::set_key(event, key, value).map_err(conflict)
+}
+
+/// A write the event's shape does not allow.
+pub fn conflict(error: access::AccessError) -> StepFailure {
+    StepFailure::new("conflict", error.to_string())
+}
+
+/// The step's input field is not there.
+pub fn missing(path: &FieldPath) -> StepFailure {
+    StepFailure::new("missing_field", format!("`{path}` is missing"))
+}
+
+impl Step {
+    /// Events the step held and gives up waiting for (partial container lines past their
+    /// timeout); they continue with the next step.
+    pub fn flush_expired(&mut self, now: std::time::Instant) -> Vec<Event> {
+        match self {
+            Step::ParseContainer(s) => s.flush_expired(now),
+            _ => Vec::new(),
         }
     }
 }

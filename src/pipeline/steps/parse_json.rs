@@ -6,22 +6,17 @@ use serde_json::Value;
 
 use super::{BuildError, Flow, Output, Read, Step, StepConfig, StepFailure, field_path, text_of};
 use crate::event::Event;
-use crate::pipeline::access;
 use crate::pipeline::path::FieldPath;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The field holding the JSON text.
-    #[serde(default = "default_field")]
+    #[serde(default = "super::message_field")]
     field: String,
     /// Where the parsed value goes; unset: its keys become top-level fields.
     #[serde(default)]
     target: Option<String>,
-}
-
-fn default_field() -> String {
-    "message".into()
 }
 
 impl StepConfig for Config {
@@ -45,25 +40,33 @@ pub struct ParseJson {
 
 impl ParseJson {
     pub fn apply(&self, event: &mut Event) -> Result<Flow, StepFailure> {
-        let text = text_of(event, &self.field).ok_or_else(|| {
-            StepFailure::new("missing_field", format!("`{}` is missing", self.field))
-        })?;
+        let text = text_of(event, &self.field).ok_or_else(|| super::missing(&self.field))?;
         // A byte order mark before the JSON is not part of it.
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let value: Value = serde_json::from_str(text).map_err(|e| {
             StepFailure::new("invalid_json", format!("`{}` is not JSON: {e}", self.field))
         })?;
-        let set = |event: &mut Event, path: &FieldPath, value| {
-            access::set(event, path, value).map_err(|e| StepFailure::new("conflict", e.to_string()))
-        };
         match (&self.target, value) {
-            (Some(target), value) => set(event, target, value)?,
+            (Some(target), value) => super::set(event, target, value)?,
             (None, Value::Object(map)) => {
+                // The one key the event may refuse: check it before changing anything, so a
+                // failed parse leaves the event as it was.
+                if let Some(at) = map.get("@timestamp")
+                    && at
+                        .as_str()
+                        .is_none_or(|t| chrono::DateTime::parse_from_rfc3339(t).is_err())
+                {
+                    return Err(StepFailure::new(
+                        "conflict",
+                        format!(
+                            "`@timestamp` in the JSON is not an RFC 3339 time: {at}; parse it below a `target` and use parse_timestamp"
+                        ),
+                    ));
+                }
                 for (key, value) in map {
                     // Keys are not field paths (they may hold dots or spaces): set each as one
                     // top-level name.
-                    access::set_key(event, key, value)
-                        .map_err(|e| StepFailure::new("conflict", e.to_string()))?;
+                    super::set_key(event, key, value)?;
                 }
             }
             (None, other) => {

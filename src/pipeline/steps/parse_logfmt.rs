@@ -5,21 +5,16 @@ use serde::Deserialize;
 
 use super::{BuildError, Flow, Output, Read, Step, StepConfig, StepFailure, field_path, text_of};
 use crate::event::Event;
-use crate::pipeline::access;
 use crate::pipeline::parse::logfmt;
 use crate::pipeline::path::FieldPath;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    #[serde(default = "default_field")]
+    #[serde(default = "super::message_field")]
     field: String,
     #[serde(default)]
     target: Option<String>,
-}
-
-fn default_field() -> String {
-    "message".into()
 }
 
 impl StepConfig for Config {
@@ -43,9 +38,7 @@ pub struct ParseLogfmt {
 
 impl ParseLogfmt {
     pub fn apply(&self, event: &mut Event) -> Result<Flow, StepFailure> {
-        let text = text_of(event, &self.field).ok_or_else(|| {
-            StepFailure::new("missing_field", format!("`{}` is missing", self.field))
-        })?;
+        let text = text_of(event, &self.field).ok_or_else(|| super::missing(&self.field))?;
         let pairs = logfmt::parse(&text)
             .map_err(|e| StepFailure::new("invalid_logfmt", format!("`{}`: {e}", self.field)))?;
         drop(text);
@@ -54,12 +47,10 @@ impl ParseLogfmt {
             object.insert(key, value);
         }
         match &self.target {
-            Some(target) => access::set(event, target, serde_json::Value::Object(object))
-                .map_err(|e| StepFailure::new("conflict", e.to_string()))?,
+            Some(target) => super::set(event, target, serde_json::Value::Object(object))?,
             None => {
                 for (key, value) in object {
-                    access::set_key(event, key, value)
-                        .map_err(|e| StepFailure::new("conflict", e.to_string()))?;
+                    super::set_key(event, key, value)?;
                 }
             }
         }

@@ -9,13 +9,12 @@ use serde_json::Value;
 
 use super::{BuildError, Flow, Output, Read, Step, StepConfig, StepFailure, field_path, text_of};
 use crate::event::Event;
-use crate::pipeline::access;
 use crate::pipeline::path::FieldPath;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    #[serde(default = "default_field")]
+    #[serde(default = "super::message_field")]
     field: String,
     /// A regex with named captures: `(?P<status>\d{3})` or `(?<status>\d{3})`. A capture name
     /// may not hold dots; use `__` for one (`http__status` → `http.status`).
@@ -26,10 +25,6 @@ pub struct Config {
     /// Where the captures go; unset: top level.
     #[serde(default)]
     target: Option<String>,
-}
-
-fn default_field() -> String {
-    "message".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -103,9 +98,7 @@ pub struct ParseRegex {
 
 impl ParseRegex {
     pub fn apply(&self, event: &mut Event) -> Result<Flow, StepFailure> {
-        let text = text_of(event, &self.field).ok_or_else(|| {
-            StepFailure::new("missing_field", format!("`{}` is missing", self.field))
-        })?;
+        let text = text_of(event, &self.field).ok_or_else(|| super::missing(&self.field))?;
         let Some(found) = self.regex.captures(&text) else {
             return Err(StepFailure::new(
                 "no_match",
@@ -126,8 +119,7 @@ impl ParseRegex {
         drop(found);
         drop(text);
         for (path, value) in values {
-            access::set(event, path, value)
-                .map_err(|e| StepFailure::new("conflict", e.to_string()))?;
+            super::set(event, path, value)?;
         }
         Ok(Flow::Next)
     }

@@ -5,22 +5,17 @@ use serde::Deserialize;
 
 use super::{BuildError, Flow, Output, Read, Step, StepConfig, StepFailure, field_path, text_of};
 use crate::event::Event;
-use crate::pipeline::access;
 use crate::pipeline::parse::syslog;
 use crate::pipeline::path::FieldPath;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    #[serde(default = "default_field")]
+    #[serde(default = "super::message_field")]
     field: String,
     /// IANA time zone of timestamps written without one (RFC 3164); UTC when unset.
     #[serde(default)]
     timezone: Option<String>,
-}
-
-fn default_field() -> String {
-    "message".into()
 }
 
 impl StepConfig for Config {
@@ -84,9 +79,7 @@ impl ParseSyslog {
     /// earlier step set it), or the year before when that would put it in the future.
     pub fn apply(&self, event: &mut Event) -> Result<Flow, StepFailure> {
         let now = event.timestamp;
-        let text = text_of(event, &self.field).ok_or_else(|| {
-            StepFailure::new("missing_field", format!("`{}` is missing", self.field))
-        })?;
+        let text = text_of(event, &self.field).ok_or_else(|| super::missing(&self.field))?;
         let parsed = syslog::parse(&text, now, self.timezone)
             .map_err(|e| StepFailure::new("invalid_syslog", format!("`{}`: {e}", self.field)))?;
         drop(text);
@@ -99,8 +92,7 @@ impl ParseSyslog {
             .chain([("message", serde_json::Value::String(parsed.message))]);
         for (name, value) in fields {
             if let Some(path) = self.paths.get(name) {
-                access::set(event, path, value)
-                    .map_err(|e| StepFailure::new("conflict", e.to_string()))?;
+                super::set(event, path, value)?;
             }
         }
         Ok(Flow::Next)

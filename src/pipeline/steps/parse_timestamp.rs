@@ -5,7 +5,6 @@ use serde::Deserialize;
 
 use super::{BuildError, Flow, Output, Read, Step, StepConfig, StepFailure, field_path};
 use crate::event::Event;
-use crate::pipeline::access;
 use crate::pipeline::parse::timestamp::TimestampParser;
 use crate::pipeline::path::{FieldPath, Fields};
 
@@ -63,9 +62,7 @@ impl ParseTimestamp {
         let now = event.timestamp;
         let value = event
             .field(&self.field)
-            .ok_or_else(|| {
-                StepFailure::new("missing_field", format!("`{}` is missing", self.field))
-            })?
+            .ok_or_else(|| super::missing(&self.field))?
             .to_value();
         let at = self
             .parser
@@ -74,12 +71,11 @@ impl ParseTimestamp {
         if self.target.as_str() == "@timestamp" {
             event.timestamp = at;
         } else {
-            access::set(
+            super::set(
                 event,
                 &self.target,
                 serde_json::Value::String(crate::event::timestamp(at)),
-            )
-            .map_err(|e| StepFailure::new("conflict", e.to_string()))?;
+            )?;
         }
         Ok(Flow::Next)
     }

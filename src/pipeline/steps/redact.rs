@@ -9,7 +9,6 @@ use sha2::{Digest, Sha256};
 
 use super::{BuildError, Flow, Read, Step, StepConfig, StepFailure, field_path};
 use crate::event::Event;
-use crate::pipeline::access;
 use crate::pipeline::path::{FieldPath, Fields};
 
 #[derive(Debug, Deserialize)]
@@ -131,8 +130,7 @@ impl Redact {
                 .regex
                 .replace_all(text, |caps: &Captures<'_>| self.replace(caps));
             if let std::borrow::Cow::Owned(redacted) = redacted {
-                access::set(event, field, Value::String(redacted))
-                    .map_err(|e| StepFailure::new("conflict", e.to_string()))?;
+                super::set(event, field, Value::String(redacted))?;
             }
         }
         Ok(Flow::Next)

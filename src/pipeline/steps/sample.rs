@@ -1,8 +1,6 @@
 //! `sample`: keeps one event in `rate`. With a `key` template the choice follows a hash of the
 //! key, so every event with one key (a trace id, say) is kept or dropped together, on every node.
 
-use std::hash::{BuildHasher, Hasher};
-
 use serde::Deserialize;
 
 use super::{BuildError, Flow, Read, Step, StepConfig, template, template_reads};
@@ -44,13 +42,10 @@ pub struct Sample {
     buffer: String,
 }
 
-/// A fixed-seed hasher: the same key samples the same way on every node and after restarts.
+/// A checksum that every build and node computes alike (CRC32C), so one key samples the same
+/// way everywhere and after upgrades.
 fn stable_hash(text: &str) -> u64 {
-    let mut hasher =
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .build_hasher();
-    hasher.write(text.as_bytes());
-    hasher.finish()
+    u64::from(crc32c::crc32c(text.as_bytes()))
 }
 
 impl Sample {

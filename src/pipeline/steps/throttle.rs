@@ -1,9 +1,12 @@
 //! `throttle`: at most `events_per_second` per key (one budget when no `key`), with bursts up to
 //! `burst`; events over budget are dropped and counted. governor's keyed rate limiter keeps the
-//! budgets; keys beyond `max_keys` share one overflow budget so memory stays bounded.
+//! budgets (one set per pipeline, shared by the sources that use it); keys beyond `max_keys` share
+//! one overflow budget so memory stays bounded, and keys quiet for a minute give theirs up.
 
+use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Deserialize;
@@ -53,6 +56,8 @@ impl StepConfig for Config {
                 .map(|k| template("key", k))
                 .transpose()?,
             max_keys: self.max_keys.max(1),
+            admitted: HashSet::new(),
+            pruned: Instant::now(),
             buffer: String::new(),
         }))
     }
@@ -63,8 +68,15 @@ pub struct Throttle {
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
     key: Option<Template>,
     max_keys: usize,
+    /// Keys with budgets of their own; past `max_keys`, new keys share the overflow budget.
+    admitted: HashSet<String>,
+    /// When `admitted` and the limiter were last cleared of keys not seen lately.
+    pruned: Instant,
     buffer: String,
 }
+
+/// How often keys that went quiet give up their budgets.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Throttle {
     pub fn apply(&mut self, event: &Event) -> Flow {
@@ -74,9 +86,15 @@ impl Throttle {
         {
             self.buffer.clear();
         }
-        if self.limiter.len() >= self.max_keys {
+        if self.pruned.elapsed() >= PRUNE_INTERVAL {
             self.limiter.retain_recent();
-            if self.limiter.len() >= self.max_keys {
+            self.admitted.clear();
+            self.pruned = Instant::now();
+        }
+        if !self.admitted.contains(&self.buffer) {
+            if self.admitted.len() < self.max_keys {
+                self.admitted.insert(self.buffer.clone());
+            } else {
                 self.buffer.clear();
                 self.buffer.push_str(OVERFLOW_KEY);
             }
