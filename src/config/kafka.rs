@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+use crate::pipeline::steps::check_topic_name;
+use crate::pipeline::template::Template;
+
 use super::ConfigError;
 use super::document::Document;
 
@@ -16,14 +19,34 @@ use super::document::Document;
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port`.
     pub brokers: Vec<String>,
-    /// Topic every event is produced to.
+    /// Topic every event is produced to; a template (`logs.{{ service }}`) chooses it per event.
     pub topic: String,
-    /// Batch compression codec.
+    /// Topic for events whose `topic` template names a field they lack. Required with a template.
+    #[serde(default)]
+    pub fallback_topic: Option<String>,
+    /// Record key template; unset: the source's stream key (`host:path` for a file), which keeps
+    /// one file's records on one partition in order.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Record headers: name → fixed text or template. A header whose template names a missing
+    /// field is left out of that record.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How records with a key are spread over partitions (librdkafka `partitioner`).
+    #[serde(default)]
+    pub partitioner: Partitioner,
     /// Topic for events a pipeline step could not process (`on_error = "dead_letter"`).
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// Batch compression codec.
     #[serde(default)]
     pub compression: Compression,
+    /// TLS to the brokers; off when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// SASL authentication; off when absent.
+    #[serde(default)]
+    pub sasl: Option<SaslConfig>,
     /// Client id reported to the brokers.
     #[serde(default = "default_client_id")]
     pub client_id: String,
@@ -42,6 +65,89 @@ pub struct KafkaConfig {
     /// Further librdkafka properties, passed through as strings.
     #[serde(default)]
     pub librdkafka_options: BTreeMap<String, String>,
+}
+
+/// librdkafka's partitioners.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioner {
+    /// CRC32 of the key (the same key, the same partition); keyless records at random.
+    #[default]
+    ConsistentRandom,
+    Consistent,
+    /// The Java client's partitioner: the same partitions as Kafka's own producers.
+    Murmur2,
+    Murmur2Random,
+    Fnv1a,
+    Fnv1aRandom,
+    Random,
+}
+
+impl Partitioner {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            Self::ConsistentRandom => "consistent_random",
+            Self::Consistent => "consistent",
+            Self::Murmur2 => "murmur2",
+            Self::Murmur2Random => "murmur2_random",
+            Self::Fnv1a => "fnv1a",
+            Self::Fnv1aRandom => "fnv1a_random",
+            Self::Random => "random",
+        }
+    }
+}
+
+/// `[kafka.tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificates (PEM) the brokers' certificates must chain to; the system's when unset.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), for brokers that require one.
+    #[serde(default)]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub key_password: Option<String>,
+    /// Check that a broker's certificate names the host connected to.
+    #[serde(default = "default_true")]
+    pub verify_hostname: bool,
+}
+
+const fn default_true() -> bool {
+    true
+}
+
+/// `[kafka.sasl]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
 }
 
 /// Codec for record batches.
@@ -104,18 +210,127 @@ const RESERVED: &[&str] = &[
     "queue.buffering.max.kbytes",
     "queue.buffering.max.messages",
     "enable.gapless.guarantee",
+    "partitioner",
+    "security.protocol",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.key.password",
+    "ssl.endpoint.identification.algorithm",
+    "sasl.mechanisms",
+    "sasl.mechanism",
+    "sasl.username",
+    "sasl.password",
 ];
 
 /// The producer's checked settings.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
+    /// The `topic` key as written (a name, or a template); labels the producer's metrics.
     pub topic: String,
+    /// Topic, key and headers per record.
+    pub records: RecordSettings,
     /// Where pipelines send events with `on_error = "dead_letter"`.
     pub dead_letter_topic: Option<String>,
     pub client: ClientConfig,
 }
 
+/// How each record's topic, key and headers are chosen.
+#[derive(Debug, Clone)]
+pub struct RecordSettings {
+    pub topic: Template,
+    /// Set when `topic` is a template.
+    pub fallback_topic: Option<std::sync::Arc<str>>,
+    pub key: Option<Template>,
+    pub headers: Vec<(String, Template)>,
+}
+
 impl KafkaConfig {
+    fn record_settings(&self, doc: &Document<'_>) -> Result<RecordSettings, ConfigError> {
+        let template = |key: &str, text: &str| {
+            Template::parse(text).map_err(|e| doc.error_at(&format!("kafka.{key}"), e))
+        };
+        let topic = template("topic", &self.topic)?;
+        let fallback_topic = match (topic.is_static(), &self.fallback_topic) {
+            (true, _) => {
+                check_topic_name(&self.topic).map_err(|r| doc.error_at("kafka.topic", r))?;
+                None
+            }
+            (false, Some(fallback)) => Some(std::sync::Arc::from(fallback.as_str())),
+            (false, None) => {
+                return Err(doc.error_at(
+                    "kafka.fallback_topic",
+                    "required when `topic` is a template: events without its fields go there",
+                ));
+            }
+        };
+        let key = self
+            .key
+            .as_deref()
+            .map(|k| template("key", k))
+            .transpose()?;
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), template(&format!("headers.{name}"), value)?)))
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(RecordSettings {
+            topic,
+            fallback_topic,
+            key,
+            headers,
+        })
+    }
+
+    /// `security.protocol` and its TLS and SASL properties; files must be readable now.
+    fn set_security(
+        &self,
+        client: &mut ClientConfig,
+        doc: &Document<'_>,
+    ) -> Result<(), ConfigError> {
+        let protocol = match (&self.tls, &self.sasl) {
+            (None, None) => "plaintext",
+            (Some(_), None) => "ssl",
+            (None, Some(_)) => "sasl_plaintext",
+            (Some(_), Some(_)) => "sasl_ssl",
+        };
+        client.set("security.protocol", protocol);
+        if let Some(tls) = &self.tls {
+            for (key, property, path) in [
+                ("ca_file", "ssl.ca.location", &tls.ca_file),
+                ("cert_file", "ssl.certificate.location", &tls.cert_file),
+                ("key_file", "ssl.key.location", &tls.key_file),
+            ] {
+                if let Some(path) = path {
+                    std::fs::File::open(path).map_err(|e| {
+                        doc.error_at(
+                            &format!("kafka.tls.{key}"),
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?;
+                    client.set(property, path.display().to_string());
+                }
+            }
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                return Err(doc.error_at("kafka.tls", "`cert_file` and `key_file` go together"));
+            }
+            if let Some(password) = &tls.key_password {
+                client.set("ssl.key.password", password);
+            }
+            client.set(
+                "ssl.endpoint.identification.algorithm",
+                if tls.verify_hostname { "https" } else { "none" },
+            );
+        }
+        if let Some(sasl) = &self.sasl {
+            client
+                .set("sasl.mechanisms", sasl.mechanism.as_librdkafka())
+                .set("sasl.username", &sasl.username)
+                .set("sasl.password", &sasl.password);
+        }
+        Ok(())
+    }
+
     pub fn settings(&self, doc: &Document<'_>) -> Result<KafkaSettings, ConfigError> {
         if self.brokers.is_empty() {
             return Err(doc.error_at("kafka.brokers", "must list at least one broker"));
@@ -134,6 +349,7 @@ impl KafkaConfig {
         if self.topic.is_empty() {
             return Err(doc.error_at("kafka.topic", "must not be empty"));
         }
+        let records = self.record_settings(doc)?;
         if self.queue_max_bytes < 1024 {
             return Err(doc.error_at("kafka.queue_max_bytes", "must be at least 1024"));
         }
@@ -150,7 +366,9 @@ impl KafkaConfig {
             }
             client.set(key, value);
         }
+        self.set_security(&mut client, doc)?;
         client
+            .set("partitioner", self.partitioner.as_librdkafka())
             .set("bootstrap.servers", self.brokers.join(","))
             .set("client.id", &self.client_id)
             .set("enable.idempotence", "true")
@@ -183,15 +401,16 @@ impl KafkaConfig {
             return Err(doc.error_at(&key, format!("librdkafka rejected the configuration: {e}")));
         }
         for (key, topic) in [
-            ("topic", Some(&self.topic)),
+            ("fallback_topic", self.fallback_topic.as_ref()),
             ("dead_letter_topic", self.dead_letter_topic.as_ref()),
         ] {
             if let Some(topic) = topic {
-                crate::pipeline::steps::check_topic_name(topic)
+                check_topic_name(topic)
                     .map_err(|reason| doc.error_at(&format!("kafka.{key}"), reason))?;
             }
         }
         Ok(KafkaSettings {
+            records,
             topic: self.topic.clone(),
             dead_letter_topic: self.dead_letter_topic.clone(),
             client,

@@ -28,7 +28,7 @@ pub use file_source::{
     FileSourceConfig, FileSourceSettings, MultilineConfig, MultilineMode, ReadFrom,
 };
 pub use interpolate::{InterpolationError, interpolate};
-pub use kafka::{Compression, KafkaConfig, KafkaSettings};
+pub use kafka::{Compression, KafkaConfig, KafkaSettings, RecordSettings};
 
 /// Why a configuration was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -403,5 +403,55 @@ mod tests {
         let (key, line, _) = invalid(&format!("dat_dir = 1\n{}", minimal("", "")));
         assert_eq!(key, "dat_dir");
         assert_eq!(line, Some(1));
+    }
+
+    #[test]
+    fn a_template_topic_needs_a_fallback() {
+        let text = minimal("", "").replace("topic = \"logs\"", "topic = \"logs.{{ service }}\"");
+        let (key, _, reason) = invalid(&text);
+        assert_eq!(key, "kafka.fallback_topic");
+        assert!(reason.contains("template"), "{reason}");
+        let with_fallback = text.replace("[kafka]\n", "[kafka]\nfallback_topic = \"logs\"\n");
+        assert!(check(&with_fallback).is_ok());
+    }
+
+    #[test]
+    fn tls_sasl_and_partitioner_map_to_librdkafka() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "").unwrap();
+        let extra = format!(
+            "partitioner = \"murmur2\"\n[kafka.tls]\nca_file = \"{}\"\nverify_hostname = false\n\
+             [kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"u\"\npassword = \"p\"\n",
+            ca.display()
+        );
+        let config = check(&minimal("", &extra)).unwrap();
+        let client = &config.kafka.client;
+        assert_eq!(client.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(client.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        assert_eq!(client.get("sasl.username"), Some("u"));
+        assert_eq!(client.get("ssl.ca.location"), Some(ca.to_str().unwrap()));
+        assert_eq!(
+            client.get("ssl.endpoint.identification.algorithm"),
+            Some("none")
+        );
+        assert_eq!(client.get("partitioner"), Some("murmur2"));
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_is_named() {
+        let extra = "[kafka.tls]\nca_file = \"/nonexistent/ca.pem\"\n";
+        let (key, _, reason) = invalid(&minimal("", extra));
+        assert_eq!(key, "kafka.tls.ca_file");
+        assert!(reason.contains("/nonexistent/ca.pem"), "{reason}");
+    }
+
+    #[test]
+    fn security_settings_cannot_come_through_librdkafka_options() {
+        let (key, _, _) = invalid(&minimal(
+            "",
+            "librdkafka_options = { \"sasl.password\" = \"x\" }",
+        ));
+        assert_eq!(key, "kafka.librdkafka_options.sasl.password");
     }
 }

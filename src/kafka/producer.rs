@@ -16,16 +16,17 @@ use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::AckToken;
-use crate::config::KafkaSettings;
+use crate::config::{KafkaSettings, RecordSettings};
 use crate::event::Event;
 use crate::health::Health;
 use crate::metrics::{FailureReason, LogLimiter, ProducerMetrics};
+use crate::pipeline::steps::check_topic_name;
 
 /// Why the producer stopped.
 #[derive(Debug, thiserror::Error)]
@@ -143,10 +144,19 @@ fn permanent_reason(error: &KafkaError, routed: bool) -> Option<FailureReason> {
     }
 }
 
+/// One record as it goes to librdkafka.
+struct Outgoing<'a> {
+    topic: &'a str,
+    payload: &'a [u8],
+    headers: Option<OwnedHeaders>,
+}
+
 /// The agent's Kafka producer: the configured topic, or the one a pipeline chose per event.
 pub struct Producer {
     inner: Arc<BaseProducer<DeliveryContext>>,
-    topic: String,
+    records: RecordSettings,
+    /// The `topic` key when it is a plain name (else unused).
+    static_topic: Arc<str>,
     shared: Arc<Shared>,
     /// Stops the delivery-report thread when the producer goes.
     _poller: Poller,
@@ -210,7 +220,8 @@ impl Producer {
         let poller = Poller::start(Arc::clone(&inner)).map_err(ProducerError::Thread)?;
         Ok(Self {
             inner,
-            topic: settings.topic.clone(),
+            records: settings.records.clone(),
+            static_topic: Arc::from(settings.topic.as_str()),
             shared,
             _poller: poller,
         })
@@ -235,14 +246,27 @@ impl Producer {
             };
             for mut event in batch {
                 let payload = event.to_json();
-                let topic = event.topic.take();
+                let (topic, routed) = self.topic_of(&mut event);
+                let key = match &self.records.key {
+                    Some(template) => template
+                        .render(&event)
+                        .map(|k| Arc::from(k.into_bytes()))
+                        .ok()
+                        .or(event.key.take()),
+                    None => event.key.take(),
+                };
+                let headers = self.headers_of(&event);
                 let inflight = Box::new(InFlight {
                     token: event.ack.take(),
-                    key: event.key.take(),
-                    routed: topic.is_some(),
+                    key,
+                    routed,
                 });
-                let topic = topic.as_deref().unwrap_or(&self.topic);
-                if !self.send(topic, &payload, inflight, &stop).await? {
+                let record = Outgoing {
+                    topic: &topic,
+                    payload: &payload,
+                    headers,
+                };
+                if !self.send(record, inflight, &stop).await? {
                     return Ok(());
                 }
             }
@@ -251,16 +275,62 @@ impl Producer {
 
     /// Hands one record to librdkafka, waiting while its queue is full. Returns false when `stop`
     /// came first (the record is then dropped unsettled).
+    /// The record's topic, and whether the event's data chose it (a `route` step, or a `topic`
+    /// template): a pipeline's choice first, then the template, then `fallback_topic`.
+    fn topic_of(&self, event: &mut Event) -> (Arc<str>, bool) {
+        if let Some(topic) = event.topic.take() {
+            return (topic, true);
+        }
+        let template = &self.records.topic;
+        if template.is_static() {
+            return (Arc::clone(&self.static_topic), false);
+        }
+        match template.render(&*event) {
+            Ok(name) if check_topic_name(&name).is_ok() => (Arc::from(name), true),
+            _ => (
+                self.records
+                    .fallback_topic
+                    .clone()
+                    .unwrap_or_else(|| Arc::clone(&self.static_topic)),
+                false,
+            ),
+        }
+    }
+
+    /// Headers whose templates render for this event.
+    fn headers_of(&self, event: &Event) -> Option<OwnedHeaders> {
+        if self.records.headers.is_empty() {
+            return None;
+        }
+        let mut headers = OwnedHeaders::new_with_capacity(self.records.headers.len());
+        for (name, template) in &self.records.headers {
+            if let Ok(value) = template.render(event) {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(&value),
+                });
+            }
+        }
+        Some(headers)
+    }
+
     async fn send(
         &self,
-        topic: &str,
-        payload: &[u8],
+        outgoing: Outgoing<'_>,
         mut inflight: Box<InFlight>,
         stop: &CancellationToken,
     ) -> Result<bool, ProducerError> {
+        let Outgoing {
+            topic,
+            payload,
+            headers,
+        } = outgoing;
         loop {
             let key = inflight.key.clone();
             let mut record = BaseRecord::with_opaque_to(topic, inflight).payload(payload);
+            if let Some(headers) = &headers {
+                record = record.headers(headers.clone());
+            }
             if let Some(key) = &key {
                 record = record.key(&key[..]);
             }

@@ -93,3 +93,55 @@ fn sigterm_while_shipping_exits_zero_and_restart_resends_nothing() {
     );
     drop(agent);
 }
+
+/// `[kafka]` record options: the topic from a template (with the fallback for events without its
+/// field), the key from a template, and headers (a template's header left out when its field is
+/// missing).
+#[test]
+fn topic_key_and_headers_come_from_templates() {
+    let brokers = brokers();
+    let chosen = create_topic(&brokers, "chosen", 1);
+    let fallback = create_topic(&brokers, "fallback", 1);
+    let setup = Setup::new();
+    std::fs::write(
+        setup.logs.join("app.log"),
+        format!("dest={chosen} id=1\nid=2\n"),
+    )
+    .expect("write");
+    let kafka = format!(
+        r#"fallback_topic = "{fallback}"
+key = "id-{{{{ id }}}}"
+headers = {{ dest = "{{{{ dest }}}}", shipper = "logship" }}
+[pipelines.p]
+steps = [{{ type = "parse_logfmt" }}]
+"#
+    );
+    let config = setup.config(&brokers, "{{ dest }}", "pipeline = \"p\"", &kafka);
+    let _agent = Agent::start(&setup, &config);
+
+    let mut chosen_reader = TopicReader::new(&brokers, &chosen);
+    let records = chosen_reader.read_until(1, Duration::from_millis(500), Duration::from_secs(30));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].value["id"], "1");
+    assert_eq!(records[0].key.as_deref(), Some("id-1"));
+    let mut headers = records[0].headers.clone();
+    headers.sort();
+    assert_eq!(
+        headers,
+        [
+            ("dest".to_owned(), chosen.clone()),
+            ("shipper".to_owned(), "logship".to_owned())
+        ]
+    );
+
+    let mut fallback_reader = TopicReader::new(&brokers, &fallback);
+    let records =
+        fallback_reader.read_until(1, Duration::from_millis(500), Duration::from_secs(30));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].value["id"], "2");
+    assert_eq!(
+        records[0].headers,
+        [("shipper".to_owned(), "logship".to_owned())],
+        "no `dest` header without the field"
+    );
+}

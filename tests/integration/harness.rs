@@ -19,6 +19,7 @@ use rdkafka::TopicPartitionList;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
 use serde_json::Value;
 
 /// The test broker's bootstrap address; panics when the test services are not running.
@@ -67,6 +68,8 @@ pub struct Record {
     pub partition: i32,
     pub offset: i64,
     pub value: Value,
+    pub key: Option<String>,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Record {
@@ -127,10 +130,25 @@ impl TopicReader {
                 Some(Ok(message)) => {
                     let value = serde_json::from_slice(message.payload().unwrap_or_default())
                         .expect("record value is JSON");
+                    let headers = message
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    let value = h.value.map(String::from_utf8_lossy);
+                                    (h.key.to_owned(), value.unwrap_or_default().into_owned())
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     self.records.push(Record {
                         partition: message.partition(),
                         offset: message.offset(),
                         value,
+                        key: message
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned()),
+                        headers,
                     });
                     last = Instant::now();
                 }
