@@ -23,8 +23,6 @@ use crate::source::file::{FileSource, SourceControl};
 /// Batches waiting between the sources and the producer. Each batch holds at most one read turn
 /// (`max_read_bytes` plus one line), so this bounds the queue in bytes.
 const CHANNEL_BATCHES: usize = 16;
-/// Deliveries count as stalled after this long without progress while records wait.
-const STALL_AFTER: Duration = Duration::from_secs(60);
 /// How often the brokers are asked for metadata, for /health.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// Part of `shutdown_timeout` kept for the final checkpoints (at most a quarter of it).
@@ -48,7 +46,7 @@ pub async fn run(
     metrics: PrometheusHandle,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let health = Arc::new(Health::new(STALL_AFTER));
+    let health = Arc::new(Health::new(config.kafka.stall_after));
     let producer = Arc::new(Producer::new(&config.kafka, Arc::clone(&health))?);
 
     let api_stop = CancellationToken::new();

@@ -32,6 +32,7 @@ pub const KAFKA_EVENTS_DELIVERED: &str = "logship_kafka_events_delivered_total";
 pub const KAFKA_EVENTS_FAILED: &str = "logship_kafka_events_failed_total";
 pub const KAFKA_EVENTS_IN_FLIGHT: &str = "logship_kafka_events_in_flight";
 pub const KAFKA_QUEUE_FULL_WAITS: &str = "logship_kafka_queue_full_waits_total";
+pub const KAFKA_EVENTS_OVERSIZE: &str = "logship_kafka_events_oversize_total";
 pub const PIPELINE_EVENTS_DROPPED: &str = "logship_pipeline_events_dropped_total";
 pub const PIPELINE_STEP_ERRORS: &str = "logship_pipeline_step_errors_total";
 pub const PIPELINE_DEAD_LETTERED: &str = "logship_pipeline_events_dead_lettered_total";
@@ -42,6 +43,10 @@ pub const PIPELINE_CONTAINER_LINES_TRUNCATED: &str =
 /// Installs the Prometheus recorder for this process and describes every metric.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new().install_recorder()?;
+    describe_counter!(
+        KAFKA_EVENTS_OVERSIZE,
+        "Events larger than max_message_bytes, by action: truncated, dead_lettered, dropped (also when cutting the line could not make the record fit)."
+    );
     describe_counter!(
         PIPELINE_EVENTS_DROPPED,
         "Events a pipeline dropped on purpose, by pipeline and reason (drop, sampled, throttled, on_error)."
@@ -364,6 +369,15 @@ impl ProducerMetrics {
             .increment(1);
         if self.log.allow() {
             tracing::error!(topic = %self.topic, reason, %error, "record rejected by Kafka; not delivered");
+        }
+    }
+
+    /// An event too large for one record; `action` is `truncated`, `dead_lettered` or `dropped`.
+    pub fn oversize(&self, action: &'static str, size: usize, limit: usize) {
+        counter!(KAFKA_EVENTS_OVERSIZE, "topic" => self.topic.clone(), "action" => action)
+            .increment(1);
+        if self.log.allow() {
+            tracing::warn!(topic = %self.topic, action, size, limit, "event larger than max_message_bytes");
         }
     }
 

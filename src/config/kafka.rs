@@ -41,6 +41,19 @@ pub struct KafkaConfig {
     /// Batch compression codec.
     #[serde(default)]
     pub compression: Compression,
+    /// Record value: the event as a JSON object, or the raw line.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Largest record the brokers take (librdkafka `message.max.bytes`; keep it at or below the
+    /// topic's `max.message.bytes`).
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u64,
+    /// What happens to an event whose record would be larger.
+    #[serde(default)]
+    pub oversize: Oversize,
+    /// /health turns unhealthy when records wait and none was delivered for this long.
+    #[serde(default = "default_stall_secs")]
+    pub stall_secs: u64,
     /// TLS to the brokers; off when absent.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -65,6 +78,30 @@ pub struct KafkaConfig {
     /// Further librdkafka properties, passed through as strings.
     #[serde(default)]
     pub librdkafka_options: BTreeMap<String, String>,
+}
+
+/// The record value's format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// One JSON object with Elastic Common Schema names.
+    #[default]
+    Json,
+    /// The line (`message`) as it is, nothing else.
+    Raw,
+}
+
+/// What to do with an event too large for one record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Oversize {
+    /// Cut `message` so the record fits, and add `log.flags: ["truncated"]`.
+    #[default]
+    Truncate,
+    /// Send it, cut to fit, to `dead_letter_topic` with `error.message`.
+    DeadLetter,
+    /// Drop it.
+    Drop,
 }
 
 /// librdkafka's partitioners.
@@ -189,6 +226,15 @@ const fn default_queue_max_bytes() -> u64 {
 const fn default_queue_max_events() -> u64 {
     20_000
 }
+const fn default_max_message_bytes() -> u64 {
+    1_000_000
+}
+const fn default_stall_secs() -> u64 {
+    60
+}
+
+/// The smallest `max_message_bytes`: room for the envelope and some of the line.
+const MIN_MESSAGE_BYTES: usize = 4096;
 
 /// librdkafka properties set by first-class keys or fixed by logship's guarantees.
 const RESERVED: &[&str] = &[
@@ -211,6 +257,7 @@ const RESERVED: &[&str] = &[
     "queue.buffering.max.messages",
     "enable.gapless.guarantee",
     "partitioner",
+    "message.max.bytes",
     "security.protocol",
     "ssl.ca.location",
     "ssl.certificate.location",
@@ -228,8 +275,9 @@ const RESERVED: &[&str] = &[
 pub struct KafkaSettings {
     /// The `topic` key as written (a name, or a template); labels the producer's metrics.
     pub topic: String,
-    /// Topic, key and headers per record.
+    /// Topic, key, headers and size of each record.
     pub records: RecordSettings,
+    pub stall_after: std::time::Duration,
     /// Where pipelines send events with `on_error = "dead_letter"`.
     pub dead_letter_topic: Option<String>,
     pub client: ClientConfig,
@@ -243,6 +291,11 @@ pub struct RecordSettings {
     pub fallback_topic: Option<std::sync::Arc<str>>,
     pub key: Option<Template>,
     pub headers: Vec<(String, Template)>,
+    pub encoding: Encoding,
+    pub max_message_bytes: usize,
+    pub oversize: Oversize,
+    /// Set when `oversize = "dead_letter"`.
+    pub dead_letter_topic: Option<std::sync::Arc<str>>,
 }
 
 impl KafkaConfig {
@@ -274,11 +327,33 @@ impl KafkaConfig {
             .iter()
             .map(|(name, value)| Ok((name.clone(), template(&format!("headers.{name}"), value)?)))
             .collect::<Result<_, ConfigError>>()?;
+        let max_message_bytes = usize::try_from(self.max_message_bytes)
+            .ok()
+            .filter(|&n| (MIN_MESSAGE_BYTES..=1_000_000_000).contains(&n))
+            .ok_or_else(|| {
+                doc.error_at(
+                    "kafka.max_message_bytes",
+                    format!("must be between {MIN_MESSAGE_BYTES} and 1000000000"),
+                )
+            })?;
+        let dead_letter_topic = match (self.oversize, &self.dead_letter_topic) {
+            (Oversize::DeadLetter, None) => {
+                return Err(
+                    doc.error_at("kafka.oversize", "`dead_letter` needs `dead_letter_topic`")
+                );
+            }
+            (Oversize::DeadLetter, Some(t)) => Some(std::sync::Arc::from(t.as_str())),
+            _ => None,
+        };
         Ok(RecordSettings {
             topic,
             fallback_topic,
             key,
             headers,
+            encoding: self.encoding,
+            max_message_bytes,
+            oversize: self.oversize,
+            dead_letter_topic,
         })
     }
 
@@ -367,7 +442,11 @@ impl KafkaConfig {
             client.set(key, value);
         }
         self.set_security(&mut client, doc)?;
+        if self.stall_secs == 0 {
+            return Err(doc.error_at("kafka.stall_secs", "must be positive"));
+        }
         client
+            .set("message.max.bytes", self.max_message_bytes.to_string())
             .set("partitioner", self.partitioner.as_librdkafka())
             .set("bootstrap.servers", self.brokers.join(","))
             .set("client.id", &self.client_id)
@@ -376,7 +455,11 @@ impl KafkaConfig {
             .set("max.in.flight.requests.per.connection", "5")
             .set("compression.type", self.compression.as_librdkafka())
             .set("linger.ms", self.linger_ms.to_string())
-            .set("batch.size", self.batch_max_bytes.to_string())
+            // librdkafka refuses a batch larger than the largest message.
+            .set(
+                "batch.size",
+                self.batch_max_bytes.min(self.max_message_bytes).to_string(),
+            )
             // Records wait for delivery forever: an unreachable broker stops reading (backpressure)
             // instead of failing records. The disk spool will bound this wait.
             .set("message.timeout.ms", "0")
@@ -411,6 +494,7 @@ impl KafkaConfig {
         }
         Ok(KafkaSettings {
             records,
+            stall_after: std::time::Duration::from_secs(self.stall_secs),
             topic: self.topic.clone(),
             dead_letter_topic: self.dead_letter_topic.clone(),
             client,

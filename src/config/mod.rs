@@ -28,7 +28,7 @@ pub use file_source::{
     FileSourceConfig, FileSourceSettings, MultilineConfig, MultilineMode, ReadFrom,
 };
 pub use interpolate::{InterpolationError, interpolate};
-pub use kafka::{Compression, KafkaConfig, KafkaSettings, RecordSettings};
+pub use kafka::{Compression, Encoding, KafkaConfig, KafkaSettings, Oversize, RecordSettings};
 
 /// Why a configuration was rejected.
 #[derive(Debug, thiserror::Error)]

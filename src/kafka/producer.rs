@@ -18,14 +18,17 @@ use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::AckToken;
-use crate::config::{KafkaSettings, RecordSettings};
+use crate::config::{Encoding, KafkaSettings, Oversize, RecordSettings};
 use crate::event::Event;
 use crate::health::Health;
 use crate::metrics::{FailureReason, LogLimiter, ProducerMetrics};
+use crate::pipeline::access;
+use crate::pipeline::path::FieldPath;
 use crate::pipeline::steps::check_topic_name;
 
 /// Why the producer stopped.
@@ -144,6 +147,44 @@ fn permanent_reason(error: &KafkaError, routed: bool) -> Option<FailureReason> {
     }
 }
 
+/// Room kept below `max_message_bytes` for the key, headers and record framing.
+const RECORD_OVERHEAD: usize = 1024;
+
+fn encode(event: &Event, encoding: Encoding) -> Vec<u8> {
+    match encoding {
+        Encoding::Json => event.to_json(),
+        Encoding::Raw => event.message.clone().unwrap_or_default().into_bytes(),
+    }
+}
+
+fn set_field(event: &mut Event, path: &str, value: Value) -> Option<()> {
+    let path = FieldPath::parse(path).ok()?;
+    access::set(event, &path, value).ok()
+}
+
+/// Cuts `message` (on a character boundary) until the record fits in `limit`, marking the event
+/// `log.flags: ["truncated"]`. One cut nearly always does. `None` when the rest of the event
+/// alone is too large.
+fn truncate(event: &mut Event, encoding: Encoding, limit: usize) -> Option<Vec<u8>> {
+    if encoding == Encoding::Json {
+        set_field(event, "log.flags", serde_json::json!(["truncated"]))?;
+    }
+    for _ in 0..8 {
+        let payload = encode(event, encoding);
+        let Some(excess) = payload.len().checked_sub(limit).filter(|&e| e > 0) else {
+            return Some(payload);
+        };
+        let message = event.message.as_mut().filter(|m| !m.is_empty())?;
+        // A removed byte of the line is at least one byte of the record; with escapes it is more,
+        // so never keep more of the line than its share of the limit either.
+        let share = message.len().saturating_mul(limit) / payload.len();
+        let keep = message.len().saturating_sub(excess + 16).min(share);
+        let boundary = (0..=keep).rev().find(|&i| message.is_char_boundary(i))?;
+        message.truncate(boundary);
+    }
+    None
+}
+
 /// One record as it goes to librdkafka.
 struct Outgoing<'a> {
     topic: &'a str,
@@ -245,7 +286,9 @@ impl Producer {
                 },
             };
             for mut event in batch {
-                let payload = event.to_json();
+                let Some(payload) = self.payload(&mut event) else {
+                    continue;
+                };
                 let (topic, routed) = self.topic_of(&mut event);
                 let key = match &self.records.key {
                     Some(template) => template
@@ -275,6 +318,45 @@ impl Producer {
 
     /// Hands one record to librdkafka, waiting while its queue is full. Returns false when `stop`
     /// came first (the record is then dropped unsettled).
+    /// The record value, within `max_message_bytes` (less room for key and headers). An event too
+    /// large is cut, dead-lettered (cut too) or dropped per `oversize`, and counted; `None` when
+    /// it was dropped (its acknowledgement settled).
+    fn payload(&self, event: &mut Event) -> Option<Vec<u8>> {
+        let records = &self.records;
+        let limit = records.max_message_bytes.saturating_sub(RECORD_OVERHEAD);
+        let payload = encode(event, records.encoding);
+        if payload.len() <= limit {
+            return Some(payload);
+        }
+        let size = payload.len();
+        let action = match records.oversize {
+            Oversize::Drop => None,
+            Oversize::Truncate => Some("truncated"),
+            Oversize::DeadLetter => {
+                event.topic = records.dead_letter_topic.clone();
+                let reason = format!("{size} bytes, more than max_message_bytes allows ({limit})");
+                let _ = set_field(event, "error.message", Value::String(reason));
+                let _ = set_field(event, "error.type", Value::from("oversize"));
+                Some("dead_lettered")
+            }
+        };
+        let cut = action.and_then(|_| truncate(event, records.encoding, limit));
+        match (action, cut) {
+            (Some(action), Some(payload)) => {
+                self.shared.metrics.oversize(action, size, limit);
+                Some(payload)
+            }
+            _ => {
+                self.shared.metrics.oversize("dropped", size, limit);
+                // Given up and counted: the source may move past it.
+                if let Some(token) = event.ack.take() {
+                    token.settle();
+                }
+                None
+            }
+        }
+    }
+
     /// The record's topic, and whether the event's data chose it (a `route` step, or a `topic`
     /// template): a pipeline's choice first, then the template, then `fallback_topic`.
     fn topic_of(&self, event: &mut Event) -> (Arc<str>, bool) {
@@ -422,5 +504,49 @@ impl Producer {
                 _ = tokio::time::sleep(interval) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::FileOrigin;
+
+    fn event(line: &str) -> Event {
+        let origin = FileOrigin {
+            host: "h".into(),
+            path: "/var/log/a.log".into(),
+            offset: 0,
+        };
+        Event::from_file_line(line.into(), chrono::DateTime::UNIX_EPOCH, origin)
+    }
+
+    #[test]
+    fn raw_encoding_is_the_line_alone() {
+        assert_eq!(encode(&event("plain line"), Encoding::Raw), b"plain line");
+        let json: Value = serde_json::from_slice(&encode(&event("x"), Encoding::Json)).unwrap();
+        assert_eq!(json["message"], "x");
+    }
+
+    #[test]
+    fn truncation_fits_the_limit_even_with_escapes() {
+        // Quotes double in JSON: the cut must count encoded bytes, not line bytes.
+        let mut e = event(&"\"é".repeat(3000));
+        let payload = truncate(&mut e, Encoding::Json, 2048).expect("fits");
+        assert!(payload.len() <= 2048, "{}", payload.len());
+        let json: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(json["log"]["flags"], serde_json::json!(["truncated"]));
+        assert_eq!(json["log"]["file"]["path"], "/var/log/a.log");
+        let mut raw = event(&"é".repeat(3000));
+        let payload = truncate(&mut raw, Encoding::Raw, 1001).expect("fits");
+        assert!(payload.len() <= 1001 && std::str::from_utf8(&payload).is_ok());
+    }
+
+    #[test]
+    fn an_event_whose_fields_alone_are_too_large_cannot_be_cut_to_fit() {
+        let mut e = event("short");
+        e.fields
+            .insert("blob".into(), Value::String("z".repeat(5000)));
+        assert_eq!(truncate(&mut e, Encoding::Json, 2048), None);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-use crate::harness::{Agent, Setup, TopicReader, brokers, create_topic};
+use crate::harness::{Agent, Record, Setup, TopicReader, brokers, create_topic};
 
 #[test]
 fn invalid_utf8_and_long_lines_neither_crash_nor_stall() {
@@ -58,33 +58,69 @@ fn invalid_utf8_and_long_lines_neither_crash_nor_stall() {
     assert!(status.success());
 }
 
-#[test]
-fn record_over_the_size_limit_is_counted_as_failed_and_the_file_moves_on() {
+/// A 10,000-byte line with `max_message_bytes = 4096`, per `oversize`: the file moves on in every
+/// case, and the metric says what happened.
+fn oversize(
+    action: &str,
+    kafka_extra: &str,
+    dead_topic: Option<&str>,
+) -> (Setup, Agent, Vec<Record>) {
     let brokers = brokers();
-    let topic = create_topic(&brokers, "toolarge", 1);
+    let topic = create_topic(&brokers, "oversize", 1);
     let setup = Setup::new();
     let path = setup.logs.join("big.log");
-    let big = "y".repeat(5000);
+    let big = "y".repeat(10_000);
     std::fs::write(&path, format!("small one\n{big}\nsmall two\n")).expect("write");
     let config = setup.config(
         &brokers,
         &topic,
         "",
-        "batch_max_bytes = 2000\nlibrdkafka_options = { \"message.max.bytes\" = \"2000\" }",
+        &format!("max_message_bytes = 4096\n{kafka_extra}"),
     );
     let agent = Agent::start(&setup, &config);
-
+    let expected = if action == "truncated" { 3 } else { 2 };
     let mut reader = TopicReader::new(&brokers, &topic);
-    let records = reader.read_until(2, Duration::from_secs(1), Duration::from_secs(30));
+    let records = reader
+        .read_until(expected, Duration::from_secs(1), Duration::from_secs(30))
+        .to_vec();
+    let counted =
+        format!("logship_kafka_events_oversize_total{{topic=\"{topic}\",action=\"{action}\"}}");
+    assert_eq!(agent.metric(&counted), Some(1.0), "{action} is counted");
+    setup.wait_for_checkpoints_at_eof([path.as_path()]);
+    let dead = dead_topic.map(|t| {
+        TopicReader::new(&brokers, t)
+            .read_until(1, Duration::from_millis(500), Duration::from_secs(30))
+            .to_vec()
+    });
+    (setup, agent, dead.unwrap_or(records))
+}
+
+#[test]
+fn an_oversized_event_is_truncated_to_fit_by_default() {
+    let (_setup, _agent, records) = oversize("truncated", "", None);
+    let messages: Vec<&str> = records.iter().map(|r| r.message()).collect();
+    assert_eq!(messages.len(), 3);
+    assert_eq!((messages[0], messages[2]), ("small one", "small two"));
+    let cut = &records[1];
+    assert!(cut.message().starts_with("yyyy") && cut.message().len() < 4096);
+    assert_eq!(cut.value["log"]["flags"], serde_json::json!(["truncated"]));
+    assert!(cut.value.to_string().len() <= 4096);
+}
+
+#[test]
+fn an_oversized_event_can_be_dropped() {
+    let (_setup, _agent, records) = oversize("dropped", "oversize = \"drop\"", None);
     let messages: Vec<&str> = records.iter().map(|r| r.message()).collect();
     assert_eq!(messages, ["small one", "small two"]);
-    let failed =
-        format!("logship_kafka_events_failed_total{{topic=\"{topic}\",reason=\"too_large\"}}");
-    assert_eq!(
-        agent.metric(&failed),
-        Some(1.0),
-        "the rejected record is counted by reason"
-    );
-    // Given up and counted, it no longer holds the checkpoint back.
-    setup.wait_for_checkpoints_at_eof([path.as_path()]);
+}
+
+#[test]
+fn an_oversized_event_can_be_dead_lettered() {
+    let brokers = brokers();
+    let dead = create_topic(&brokers, "oversize-dead", 1);
+    let extra = format!("oversize = \"dead_letter\"\ndead_letter_topic = \"{dead}\"");
+    let (_setup, _agent, records) = oversize("dead_lettered", &extra, Some(&dead));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].value["error"]["type"], "oversize");
+    assert!(records[0].message().starts_with("yyyy"));
 }

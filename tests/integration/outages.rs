@@ -163,3 +163,56 @@ fn broker_down_at_start_keeps_retrying_and_delivers_once_up() {
     let (status, _) = agent.terminate(Duration::from_secs(15));
     assert!(status.success());
 }
+
+/// While the broker is down the source waits for room (backpressure) and reads nothing, but it
+/// keeps discovering: a file created and rotated out of the globs meanwhile is opened before its
+/// name goes, and shipped, in order, once the broker is back.
+#[test]
+fn files_created_and_rotated_away_while_blocked_are_still_shipped() {
+    let brokers = brokers();
+    let topic = create_topic(&brokers, "blocked-rotation", 1);
+    let setup = Setup::new();
+    let path = setup.logs.join("app.log");
+    // More than the channel holds (16 read turns of 256 KiB), so the source blocks.
+    let mut lines = write_lines(&path, "first", 0..100_000);
+    let bootstrap = format!("127.0.0.1:{}", free_port());
+    // A small in-flight window, so the channel fills and the source blocks.
+    let config = setup.config(&bootstrap, &topic, "", "queue_max_events = 100");
+    let agent = Agent::start(&setup, &config);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // logrotate twice while blocked: app.log → app.log.1, a new app.log written and rotated to
+    // app.log.2 (neither name matches *.log), then a third app.log.
+    std::fs::rename(&path, setup.logs.join("app.log.1")).expect("rotate");
+    lines.extend(write_lines(&path, "second", 0..1_000));
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::rename(&path, setup.logs.join("app.log.2")).expect("rotate");
+    lines.extend(write_lines(&path, "third", 0..1_000));
+    std::thread::sleep(Duration::from_millis(500));
+
+    proxy_to(
+        brokers.clone(),
+        bootstrap.rsplit_once(':').unwrap().1.parse().unwrap(),
+    );
+    let mut reader = TopicReader::new(&brokers, &topic);
+    let records = reader.read_until(102_000, Duration::from_secs(2), Duration::from_secs(90));
+    let messages: Vec<&str> = records.iter().map(|r| r.message()).collect();
+    let arrived: std::collections::HashSet<&str> = messages.iter().copied().collect();
+    let missing: Vec<&String> = lines
+        .iter()
+        .filter(|l| !arrived.contains(l.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} lines lost, first {:?}",
+        missing.len(),
+        missing.first()
+    );
+    assert_eq!(records.len(), 102_000, "no duplicates");
+    // One stream, in written order across the rotations.
+    assert_eq!(
+        messages,
+        lines.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    drop(agent);
+}

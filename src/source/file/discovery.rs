@@ -160,6 +160,17 @@ impl Wakeups {
         }
     }
 
+    /// Takes only whether files appeared, moved or vanished, leaving content changes for `take`.
+    pub fn take_rescan(&self) -> bool {
+        std::mem::take(
+            &mut self
+                .changes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .rescan,
+        )
+    }
+
     /// Takes what changed since the last call.
     pub fn take(&self) -> Changes {
         std::mem::take(&mut *self.changes.lock().unwrap_or_else(|p| p.into_inner()))

@@ -56,6 +56,8 @@ pub struct SourceControl {
 pub struct FileSource {
     id: String,
     settings: FileSourceSettings,
+    /// Events a scan produced while a batch waited for room in the channel; sent next.
+    deferred: Vec<Event>,
     /// Handed to the checkpoint writer when the source runs.
     store: Option<CheckpointStore>,
     metrics: FileSourceMetrics,
@@ -131,6 +133,7 @@ impl FileSource {
         Self {
             id: id.to_owned(),
             settings,
+            deferred: Vec::new(),
             store: Some(store),
             metrics,
             files,
@@ -151,6 +154,22 @@ impl FileSource {
         let mut next_maintain = Instant::now();
         let mut woken_by_inotify = false;
         'reading: while !control.stop.is_cancelled() {
+            while !self.deferred.is_empty() {
+                let events = std::mem::take(&mut self.deferred);
+                if !self
+                    .send(
+                        &tx,
+                        events,
+                        &control.stop,
+                        &mut next_checkpoint,
+                        &writer,
+                        &mut wakeups,
+                    )
+                    .await
+                {
+                    break 'reading;
+                }
+            }
             let changes = wakeups.take();
             let now = Instant::now();
             if now >= next_scan || changes.rescan || self.files.changed(&changes.modified) {
@@ -158,7 +177,14 @@ impl FileSource {
                 wakeups.watch_roots(&self.id);
                 next_scan = now + self.settings.glob_interval;
                 if !self
-                    .send(&tx, events, &control.stop, &mut next_checkpoint, &writer)
+                    .send(
+                        &tx,
+                        events,
+                        &control.stop,
+                        &mut next_checkpoint,
+                        &writer,
+                        &mut wakeups,
+                    )
                     .await
                 {
                     break 'reading;
@@ -180,7 +206,14 @@ impl FileSource {
                 }
                 progressed = true;
                 if !self
-                    .send(&tx, batch, &control.stop, &mut next_checkpoint, &writer)
+                    .send(
+                        &tx,
+                        batch,
+                        &control.stop,
+                        &mut next_checkpoint,
+                        &writer,
+                        &mut wakeups,
+                    )
                     .await
                 {
                     break 'reading;
@@ -192,7 +225,14 @@ impl FileSource {
                 let events = self.files.maintain(Instant::now());
                 next_maintain = Instant::now() + self.settings.poll_interval.min(MAINTAIN_INTERVAL);
                 if !self
-                    .send(&tx, events, &control.stop, &mut next_checkpoint, &writer)
+                    .send(
+                        &tx,
+                        events,
+                        &control.stop,
+                        &mut next_checkpoint,
+                        &writer,
+                        &mut wakeups,
+                    )
                     .await
                 {
                     break 'reading;
@@ -219,7 +259,9 @@ impl FileSource {
 
     /// Sends one batch (nothing when empty), waiting while the channel is full. Checkpoints keep
     /// being written during the wait: under backpressure deliveries still settle, and a crash
-    /// should not resend them. Returns false when the source must stop.
+    /// should not resend them. Files keep being discovered too: a file created and rotated out
+    /// of the globs while nothing is read is opened (its inode held) before its name goes, and
+    /// read once the channel has room. Returns false when the source must stop.
     async fn send(
         &mut self,
         tx: &mpsc::Sender<Batch>,
@@ -227,10 +269,12 @@ impl FileSource {
         stop: &CancellationToken,
         next_checkpoint: &mut Instant,
         writer: &CheckpointWriter,
+        wakeups: &mut Wakeups,
     ) -> bool {
         if batch.is_empty() {
             return true;
         }
+        let mut next_scan = Instant::now() + self.settings.glob_interval;
         loop {
             tokio::select! {
                 biased;
@@ -248,8 +292,23 @@ impl FileSource {
                     }
                     *next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
                 }
+                _ = wakeups.notify.notified() => {
+                    if wakeups.take_rescan() {
+                        self.scan_while_blocked(wakeups);
+                    }
+                }
+                _ = tokio::time::sleep_until(next_scan) => {
+                    self.scan_while_blocked(wakeups);
+                    next_scan = Instant::now() + self.settings.glob_interval;
+                }
             }
         }
+    }
+
+    fn scan_while_blocked(&mut self, wakeups: &mut Wakeups) {
+        let events = tokio::task::block_in_place(|| self.files.scan(Instant::now()));
+        wakeups.watch_roots(&self.id);
+        self.deferred.extend(events);
     }
 }
 
