@@ -9,8 +9,11 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, gauge};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const SOURCE_EVENTS_READ: &str = "logship_source_events_read_total";
 pub const SOURCE_BYTES_READ: &str = "logship_source_bytes_read_total";
@@ -33,6 +36,8 @@ pub const KAFKA_EVENTS_FAILED: &str = "logship_kafka_events_failed_total";
 pub const KAFKA_EVENTS_IN_FLIGHT: &str = "logship_kafka_events_in_flight";
 pub const KAFKA_QUEUE_FULL_WAITS: &str = "logship_kafka_queue_full_waits_total";
 pub const KAFKA_EVENTS_OVERSIZE: &str = "logship_kafka_events_oversize_total";
+pub const KAFKA_DELIVERY_LATENCY: &str = "logship_kafka_delivery_latency_seconds";
+pub const KAFKA_IN_FLIGHT_BYTES: &str = "logship_kafka_in_flight_bytes";
 pub const PIPELINE_EVENTS_DROPPED: &str = "logship_pipeline_events_dropped_total";
 pub const PIPELINE_STEP_ERRORS: &str = "logship_pipeline_step_errors_total";
 pub const PIPELINE_DEAD_LETTERED: &str = "logship_pipeline_events_dead_lettered_total";
@@ -42,7 +47,22 @@ pub const PIPELINE_CONTAINER_LINES_TRUNCATED: &str =
 
 /// Installs the Prometheus recorder for this process and describes every metric.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
-    let handle = PrometheusBuilder::new().install_recorder()?;
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(KAFKA_DELIVERY_LATENCY.to_owned()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ],
+        )?
+        .install_recorder()?;
+    describe_histogram!(
+        KAFKA_DELIVERY_LATENCY,
+        "Seconds from handing a record to librdkafka to its acknowledgement (or rejection)."
+    );
+    describe_gauge!(
+        KAFKA_IN_FLIGHT_BYTES,
+        "Bytes of record values handed to librdkafka and not yet acknowledged."
+    );
     describe_counter!(
         KAFKA_EVENTS_OVERSIZE,
         "Events larger than max_message_bytes, by action: truncated, dead_lettered, dropped (also when cutting the line could not make the record fit)."
@@ -341,6 +361,8 @@ impl FailureReason {
 pub struct ProducerMetrics {
     pub delivered: Counter,
     pub in_flight: Gauge,
+    pub in_flight_bytes: Gauge,
+    pub delivery_latency: Histogram,
     pub queue_full_waits: Counter,
     topic: String,
     log: LogLimiter,
@@ -356,6 +378,8 @@ impl ProducerMetrics {
         Self {
             delivered: counter!(KAFKA_EVENTS_DELIVERED, "topic" => topic.to_owned()),
             in_flight: gauge!(KAFKA_EVENTS_IN_FLIGHT),
+            in_flight_bytes: gauge!(KAFKA_IN_FLIGHT_BYTES),
+            delivery_latency: histogram!(KAFKA_DELIVERY_LATENCY, "topic" => topic.to_owned()),
             queue_full_waits: counter!(KAFKA_QUEUE_FULL_WAITS, "topic" => topic.to_owned()),
             topic: topic.to_owned(),
             log: LogLimiter::per_minute(12),

@@ -58,6 +58,9 @@ struct InFlight {
     key: Option<Arc<[u8]>>,
     /// A pipeline chose the topic, from the event's own data.
     routed: bool,
+    /// When librdkafka took it, and its value's size, for the latency and in-flight metrics.
+    sent_at: std::time::Instant,
+    bytes: usize,
 }
 
 /// State the delivery callback (librdkafka's polling thread) shares with the produce loop.
@@ -67,6 +70,7 @@ struct Shared {
     reported: Notify,
     /// The first delivery failure that was neither success nor a permanent rejection.
     undeliverable: Mutex<Option<String>>,
+    in_flight_bytes: std::sync::atomic::AtomicI64,
     client_log: LogLimiter,
 }
 
@@ -91,6 +95,14 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, mut inflight: Self::DeliveryOpaque) {
         let shared = &self.shared;
+        shared
+            .metrics
+            .delivery_latency
+            .record(inflight.sent_at.elapsed().as_secs_f64());
+        // The report can come before the sender added the bytes: the sum may dip below 0 briefly.
+        let size = inflight.bytes as i64;
+        let bytes = shared.in_flight_bytes.fetch_sub(size, Ordering::Relaxed) - size;
+        shared.metrics.in_flight_bytes.set(bytes.max(0) as f64);
         match result {
             Ok(_) => {
                 shared.health.reported(true);
@@ -247,6 +259,7 @@ impl Producer {
             health,
             reported: Notify::new(),
             undeliverable: Mutex::new(None),
+            in_flight_bytes: std::sync::atomic::AtomicI64::new(0),
             client_log: LogLimiter::per_minute(12),
         });
         let context = DeliveryContext {
@@ -303,6 +316,8 @@ impl Producer {
                     token: event.ack.take(),
                     key,
                     routed,
+                    sent_at: std::time::Instant::now(),
+                    bytes: payload.len(),
                 });
                 let record = Outgoing {
                     topic: &topic,
@@ -419,6 +434,13 @@ impl Producer {
             match self.inner.send(record) {
                 Ok(()) => {
                     self.shared.health.sent();
+                    let size = payload.len() as i64;
+                    let bytes = self
+                        .shared
+                        .in_flight_bytes
+                        .fetch_add(size, Ordering::Relaxed)
+                        + size;
+                    self.shared.metrics.in_flight_bytes.set(bytes.max(0) as f64);
                     return Ok(true);
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {

@@ -42,6 +42,12 @@ fn lines_written_before_start_arrive_exactly_once_in_order() {
         "logship_kafka_events_delivered_total{{topic=\"{topic}\"}}"
     ));
     assert_eq!(delivered, Some(100_000.0));
+    // Every delivery is timed, and nothing is left in flight.
+    let timed = agent.metric(&format!(
+        "logship_kafka_delivery_latency_seconds_count{{topic=\"{topic}\"}}"
+    ));
+    assert_eq!(timed, Some(100_000.0));
+    assert_eq!(agent.metric("logship_kafka_in_flight_bytes"), Some(0.0));
     let (status, _) = agent.terminate(Duration::from_secs(10));
     assert!(status.success());
 }
