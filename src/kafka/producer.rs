@@ -141,7 +141,6 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-/// Errors after which producing the same record again cannot succeed.
 /// Rejections that retrying cannot fix. A topic that does not exist is one only when the event's
 /// own data chose it (`route` with a template): a missing configured topic stops the agent, since
 /// every record would fail, but one odd namespace must not.

@@ -56,7 +56,7 @@ pub struct SourceControl {
 pub struct FileSource {
     id: String,
     settings: FileSourceSettings,
-    /// Events a scan produced while a batch waited for room in the channel; sent next.
+    /// Events a scan produced while a batch waited for room in the channel; sent right after it.
     deferred: Vec<Event>,
     /// Handed to the checkpoint writer when the source runs.
     store: Option<CheckpointStore>,
@@ -154,22 +154,6 @@ impl FileSource {
         let mut next_maintain = Instant::now();
         let mut woken_by_inotify = false;
         'reading: while !control.stop.is_cancelled() {
-            while !self.deferred.is_empty() {
-                let events = std::mem::take(&mut self.deferred);
-                if !self
-                    .send(
-                        &tx,
-                        events,
-                        &control.stop,
-                        &mut next_checkpoint,
-                        &writer,
-                        &mut wakeups,
-                    )
-                    .await
-                {
-                    break 'reading;
-                }
-            }
             let changes = wakeups.take();
             let now = Instant::now();
             if now >= next_scan || changes.rescan || self.files.changed(&changes.modified) {
@@ -265,7 +249,7 @@ impl FileSource {
     async fn send(
         &mut self,
         tx: &mpsc::Sender<Batch>,
-        batch: Batch,
+        mut batch: Batch,
         stop: &CancellationToken,
         next_checkpoint: &mut Instant,
         writer: &CheckpointWriter,
@@ -282,7 +266,11 @@ impl FileSource {
                 permit = tx.reserve() => match permit {
                     Ok(permit) => {
                         permit.send(batch);
-                        return true;
+                        // What a scan flushed during the wait goes right after, in order.
+                        if self.deferred.is_empty() {
+                            return true;
+                        }
+                        batch = std::mem::take(&mut self.deferred);
                     }
                     Err(_) => return false,
                 },
