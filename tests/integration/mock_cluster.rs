@@ -93,3 +93,37 @@ fn a_leader_change_and_a_broker_down_and_up_lose_nothing() {
     let expected = HashMap::from([(path.display().to_string(), lines)]);
     assert_eq!(check_delivery(records, &expected, 0), 0, "no duplicates");
 }
+
+/// A Produce request rejected for good (not authorized): its records are counted as failed by
+/// reason and given up, the agent keeps running, the rest arrives, and the file's checkpoint
+/// still reaches its end.
+#[test]
+fn a_non_retriable_produce_error_is_counted_and_the_rest_flows() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    let setup = Setup::new();
+    let path = setup.logs.join("app.log");
+    write_lines(&path, "na", 0..2_000);
+    let config = setup.config(&bootstrap, TOPIC, "", "");
+    let agent = Agent::start(&setup, &config);
+
+    setup.wait_for_checkpoints_at_eof([path.as_path()]);
+    let failed = agent
+        .metric(&format!(
+            "logship_kafka_events_failed_total{{topic=\"{TOPIC}\",reason=\"not_authorized\"}}"
+        ))
+        .unwrap_or(0.0);
+    let delivered = agent
+        .metric(&format!(
+            "logship_kafka_events_delivered_total{{topic=\"{TOPIC}\"}}"
+        ))
+        .unwrap_or(0.0);
+    assert!(failed >= 1.0, "the rejected records are counted: {failed}");
+    assert_eq!(failed + delivered, 2_000.0, "every line delivered or counted");
+    let (status, health) = agent.health();
+    assert_eq!(status, 200, "still running and healthy: {health}");
+}
