@@ -51,6 +51,12 @@ pub struct KafkaConfig {
     /// What happens to an event whose record would be larger.
     #[serde(default)]
     pub oversize: Oversize,
+    /// First wait before a failed Produce request is retried; librdkafka doubles it per attempt,
+    /// with jitter, up to `retry_backoff_max_ms`. Retries go on forever.
+    #[serde(default = "default_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    #[serde(default = "default_retry_backoff_max_ms")]
+    pub retry_backoff_max_ms: u64,
     /// /health turns unhealthy when records wait and none was delivered for this long.
     #[serde(default = "default_stall_secs")]
     pub stall_secs: u64,
@@ -232,6 +238,12 @@ const fn default_max_message_bytes() -> u64 {
 const fn default_stall_secs() -> u64 {
     60
 }
+const fn default_retry_backoff_ms() -> u64 {
+    100
+}
+const fn default_retry_backoff_max_ms() -> u64 {
+    1000
+}
 
 /// The smallest `max_message_bytes`: room for the envelope and some of the line.
 const MIN_MESSAGE_BYTES: usize = 4096;
@@ -258,6 +270,10 @@ const RESERVED: &[&str] = &[
     "enable.gapless.guarantee",
     "partitioner",
     "message.max.bytes",
+    "retry.backoff.ms",
+    "retry.backoff.max.ms",
+    "retries",
+    "message.send.max.retries",
     "security.protocol",
     "ssl.ca.location",
     "ssl.certificate.location",
@@ -445,8 +461,19 @@ impl KafkaConfig {
         if self.stall_secs == 0 {
             return Err(doc.error_at("kafka.stall_secs", "must be positive"));
         }
+        if self.retry_backoff_ms == 0 || self.retry_backoff_ms > self.retry_backoff_max_ms {
+            return Err(doc.error_at(
+                "kafka.retry_backoff_ms",
+                "must be positive and at most retry_backoff_max_ms",
+            ));
+        }
         client
             .set("message.max.bytes", self.max_message_bytes.to_string())
+            .set("retry.backoff.ms", self.retry_backoff_ms.to_string())
+            .set(
+                "retry.backoff.max.ms",
+                self.retry_backoff_max_ms.to_string(),
+            )
             .set("partitioner", self.partitioner.as_librdkafka())
             .set("bootstrap.servers", self.brokers.join(","))
             .set("client.id", &self.client_id)

@@ -436,6 +436,8 @@ mod tests {
             Some("none")
         );
         assert_eq!(client.get("partitioner"), Some("murmur2"));
+        assert_eq!(client.get("retry.backoff.ms"), Some("100"));
+        assert_eq!(client.get("retry.backoff.max.ms"), Some("1000"));
     }
 
     #[test]

@@ -123,7 +123,11 @@ fn a_non_retriable_produce_error_is_counted_and_the_rest_flows() {
         ))
         .unwrap_or(0.0);
     assert!(failed >= 1.0, "the rejected records are counted: {failed}");
-    assert_eq!(failed + delivered, 2_000.0, "every line delivered or counted");
+    assert_eq!(
+        failed + delivered,
+        2_000.0,
+        "every line delivered or counted"
+    );
     let (status, health) = agent.health();
     assert_eq!(status, 200, "still running and healthy: {health}");
 }
