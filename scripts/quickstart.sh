@@ -41,6 +41,7 @@ trap cleanup EXIT
 
 target=${CARGO_TARGET_DIR:-$repo/target}
 "$target/debug/logship" validate -c examples/quickstart.toml
+"$target/debug/logship" test -c examples/quickstart.toml
 echo "==> running the agent; records in topic $LOGSHIP_TOPIC:" >&2
 "$target/debug/logship" run -c examples/quickstart.toml 2>"$work/agent.log" &
 agent_pid=$!
@@ -50,7 +51,7 @@ lines=$(cat examples/logs/*.log | wc -l)
 kafka tail "$LOGSHIP_TOPIC" --from-beginning --max $((lines + 1)) --timeout-secs 60
 
 echo "==> agent metrics (http://127.0.0.1:${LOGSHIP_API_PORT:-9598}/metrics):" >&2
-curl -s "http://127.0.0.1:${LOGSHIP_API_PORT:-9598}/metrics" | grep -E '^logship_(source_events_read|kafka_events_delivered)' >&2 || true
+curl -s "http://127.0.0.1:${LOGSHIP_API_PORT:-9598}/metrics" | grep -E '^logship_(source_events_read|kafka_events_delivered|pipeline_step_errors)' >&2 || true
 kill -TERM "$agent_pid"
 wait "$agent_pid"
 agent_pid=""
