@@ -13,6 +13,7 @@
 //! - `source`: where events come from (files today).
 //! - `pipeline`: parse, enrich, filter, redact and route events; `[[tests]]` for `logship test`.
 //! - `kafka`: the producer, one record per event, delivery reports → acks.
+//! - `spool`: the disk spool's segment format (not wired into the producer yet).
 //! - `metrics`: every metric name, in one place.
 //! - `health`: whether Kafka is reachable and deliveries progress.
 //! - `api`: the HTTP server for /metrics and /health.
@@ -30,3 +31,4 @@ pub mod metrics;
 pub mod pipeline;
 pub mod shutdown;
 pub mod source;
+pub mod spool;
