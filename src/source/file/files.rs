@@ -131,6 +131,7 @@ impl FileSet {
             tracing::info!(path = %file.path_str, "file deleted while idle; its inode now belongs to another file");
             self.dirty = true;
         }
+        self.clear_dangling_waits();
         if !self.scanned_once {
             // First, files rotated while the agent was down: new files at their paths wait.
             self.resume_leftovers(&by_id, now);
@@ -348,7 +349,10 @@ impl FileSet {
     /// Reads one turn of file `index`.
     pub fn read_turn(&mut self, index: usize, now: Instant) -> Vec<Event> {
         let budget = self.settings.max_read_bytes;
-        if let Some(id) = self.files[index].wait_for {
+        let Some(file) = self.files.get(index) else {
+            return Vec::new();
+        };
+        if let Some(id) = file.wait_for {
             // An inode is a file only while a descriptor holds it: look among open files.
             let waiting = self
                 .files
@@ -553,18 +557,26 @@ impl FileSet {
             !done
         });
         self.released.extend(released);
-        let tracked: HashSet<FileId> = self.files.iter().map(|f| f.id).collect();
-        for f in &mut self.files {
-            if f.wait_for.is_some_and(|id| !tracked.contains(&id)) {
-                f.wait_for = None;
-            }
-        }
+        self.clear_dangling_waits();
         let excess = self.released.len().saturating_sub(RELEASED_HISTORY);
         self.released.drain(..excess);
         if self.files.len() != before {
             self.metrics.files_watched.set(self.files.len() as f64);
             self.dirty = true;
             self.index_stale = true;
+        }
+    }
+
+    /// A file waits only for a file still tracked: one released or removed cannot hold it back.
+    fn clear_dangling_waits(&mut self) {
+        if self.files.iter().all(|f| f.wait_for.is_none()) {
+            return;
+        }
+        let tracked: HashSet<FileId> = self.files.iter().map(|f| f.id).collect();
+        for f in &mut self.files {
+            if f.wait_for.is_some_and(|id| !tracked.contains(&id)) {
+                f.wait_for = None;
+            }
         }
     }
 

@@ -58,6 +58,8 @@ pub struct FileSource {
     settings: FileSourceSettings,
     /// Events a scan produced while a batch waited for room in the channel; sent right after it.
     deferred: Vec<Event>,
+    /// A scan ran during a wait: file indexes taken before it may be stale.
+    scanned_while_blocked: bool,
     /// Handed to the checkpoint writer when the source runs.
     store: Option<CheckpointStore>,
     metrics: FileSourceMetrics,
@@ -134,6 +136,7 @@ impl FileSource {
             id: id.to_owned(),
             settings,
             deferred: Vec::new(),
+            scanned_while_blocked: false,
             store: Some(store),
             metrics,
             files,
@@ -175,6 +178,8 @@ impl FileSource {
                 }
             }
             let mut progressed = false;
+            // The turn's indexes are taken now; a scan during a send below makes them stale.
+            self.scanned_while_blocked = false;
             // Woken by inotify for some files only: read those. Otherwise (poll timeout, or data
             // left from the last pass) give every open file a turn.
             let turn = if woken_by_inotify && !changes.modified.is_empty() {
@@ -201,6 +206,10 @@ impl FileSource {
                     .await
                 {
                     break 'reading;
+                }
+                // A scan during the wait may have added or removed files: take a fresh turn.
+                if std::mem::take(&mut self.scanned_while_blocked) {
+                    continue 'reading;
                 }
             }
             // Timeouts have poll_interval granularity: with thousands of files, walking them all
@@ -259,11 +268,18 @@ impl FileSource {
             return true;
         }
         let mut next_scan = Instant::now() + self.settings.glob_interval;
+        let mut last_scan = Instant::now()
+            .checked_sub(self.settings.poll_interval)
+            .unwrap_or_else(Instant::now);
+        // One reservation for the whole wait, so this source keeps its place in the channel's
+        // queue however often inotify wakes the wait.
+        let reserve = tx.reserve();
+        tokio::pin!(reserve);
         loop {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return false,
-                permit = tx.reserve() => match permit {
+                permit = &mut reserve => match permit {
                     Ok(permit) => {
                         permit.send(batch);
                         // What a scan flushed during the wait goes right after, in order.
@@ -271,6 +287,7 @@ impl FileSource {
                             return true;
                         }
                         batch = std::mem::take(&mut self.deferred);
+                        reserve.set(tx.reserve());
                     }
                     Err(_) => return false,
                 },
@@ -281,19 +298,22 @@ impl FileSource {
                     *next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
                 }
                 _ = wakeups.notify.notified() => {
+                    // Files appeared or moved: scan soon, but at most once per poll interval.
                     if wakeups.take_rescan() {
-                        self.scan_while_blocked(wakeups);
+                        next_scan = next_scan.min(last_scan + self.settings.poll_interval);
                     }
                 }
                 _ = tokio::time::sleep_until(next_scan) => {
                     self.scan_while_blocked(wakeups);
-                    next_scan = Instant::now() + self.settings.glob_interval;
+                    last_scan = Instant::now();
+                    next_scan = last_scan + self.settings.glob_interval;
                 }
             }
         }
     }
 
     fn scan_while_blocked(&mut self, wakeups: &mut Wakeups) {
+        self.scanned_while_blocked = true;
         let events = tokio::task::block_in_place(|| self.files.scan(Instant::now()));
         wakeups.watch_roots(&self.id);
         self.deferred.extend(events);
