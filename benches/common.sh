@@ -21,3 +21,21 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 create_topic() {
   "$LOGSHIP_TEST_PYTHON" scripts/kafka.py --brokers "$LOGSHIP_TEST_BROKERS" create-topic "$1" --partitions 3 >&2
 }
+
+# write_config [SOURCE_EXTRA [KAFKA_EXTRA]]: $work/bench.toml, one file source over $work/logs/*.log
+# into $topic on the test broker, with extra lines for the source and [kafka] tables.
+write_config() {
+  cat > "$work/bench.toml" <<TOML
+data_dir = "$work/data"
+[api]
+address = "127.0.0.1:$port"
+[sources.bench]
+type = "file"
+include = ["$work/logs/*.log"]
+${1:-}
+[kafka]
+brokers = ["$LOGSHIP_TEST_BROKERS"]
+topic = "$topic"
+${2:-}
+TOML
+}

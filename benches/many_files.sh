@@ -22,19 +22,8 @@ for i in range(n):
     with open(f"{d}/f{i:05}.log", "w") as f:
         f.write(f"file {i} line 0\nfile {i} line 1\n")
 PY
-cat > "$work/bench.toml" <<TOML
-data_dir = "$work/data"
-[api]
-address = "127.0.0.1:$port"
-[sources.bench]
-type = "file"
-include = ["$work/logs/*.log"]
-close_idle_secs = 5
-${LOGSHIP_BENCH_SOURCE_EXTRA:-}
-[kafka]
-brokers = ["$LOGSHIP_TEST_BROKERS"]
-topic = "$topic"
-TOML
+write_config "close_idle_secs = 5
+${LOGSHIP_BENCH_SOURCE_EXTRA:-}"
 LOGSHIP_LOG=warn "$target/release/logship" run -c "$work/bench.toml" &
 agent=$!
 python3 - "$work/logs" "$active" "$rate" <<'PY' &

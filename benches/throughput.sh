@@ -21,18 +21,7 @@ with open(path, "w") as f:
         f.write(f'203.0.113.{i % 255} - - [22/Nov/2026:08:00:00 +0000] "GET /api/orders/{i} HTTP/1.1" 200 {i * 7 % 10000} "-" "Mozilla/5.0"\n')
 PY
 bytes=$(stat -c %s "$work/logs/bench.log")
-cat > "$work/bench.toml" <<TOML
-data_dir = "$work/data"
-[api]
-address = "127.0.0.1:$port"
-[sources.bench]
-type = "file"
-include = ["$work/logs/*.log"]
-[kafka]
-brokers = ["$LOGSHIP_TEST_BROKERS"]
-topic = "$topic"
-${LOGSHIP_BENCH_KAFKA_EXTRA:-}
-TOML
+write_config "" "${LOGSHIP_BENCH_KAFKA_EXTRA:-}"
 
 start=$(date +%s.%N)
 LOGSHIP_LOG=warn "$target/release/logship" run -c "$work/bench.toml" &

@@ -5,6 +5,7 @@
 //! Counters that can count a loss are paired with their log line in one method here, so the two
 //! cannot drift; those log lines are rate-limited with governor.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -165,11 +166,15 @@ impl LogLimiter {
     }
 }
 
-/// Handles for one pipeline copy (one per source that uses it; the series are shared).
+/// Handles for one pipeline copy (one per source that uses it; the series are shared). Counters
+/// are looked up once per label set, not per event: a sampling or filtering pipeline drops most
+/// of its events.
 #[derive(Debug, Clone)]
 pub struct PipelineMetrics {
     pipeline: String,
     pub dead_lettered: Counter,
+    dropped: Vec<(&'static str, Counter)>,
+    step_errors: HashMap<(Arc<str>, &'static str), Counter>,
     log: LogLimiter,
 }
 
@@ -178,27 +183,39 @@ impl PipelineMetrics {
         Self {
             pipeline: pipeline.to_owned(),
             dead_lettered: counter!(PIPELINE_DEAD_LETTERED, "pipeline" => pipeline.to_owned()),
+            dropped: Vec::new(),
+            step_errors: HashMap::new(),
             log: LogLimiter::per_minute(12),
         }
     }
 
     /// An event dropped on purpose; `reason` is one of a fixed set.
-    pub fn dropped(&self, reason: &'static str) {
-        counter!(PIPELINE_EVENTS_DROPPED, "pipeline" => self.pipeline.clone(), "reason" => reason)
-            .increment(1);
+    pub fn dropped(&mut self, reason: &'static str) {
+        if let Some((_, counter)) = self.dropped.iter().find(|(r, _)| *r == reason) {
+            counter.increment(1);
+            return;
+        }
+        let counter = counter!(PIPELINE_EVENTS_DROPPED, "pipeline" => self.pipeline.clone(), "reason" => reason);
+        counter.increment(1);
+        self.dropped.push((reason, counter));
     }
 
     /// A step failed on an event; the log line says why (rate-limited).
-    pub fn step_failed(&self, step: &str, kind: &'static str, reason: &str) {
-        counter!(
-            PIPELINE_STEP_ERRORS,
-            "pipeline" => self.pipeline.clone(),
-            "step" => step.to_owned(),
-            "kind" => kind
-        )
-        .increment(1);
+    pub fn step_failed(&mut self, step: &Arc<str>, kind: &'static str, reason: &str) {
+        let pipeline = &self.pipeline;
+        self.step_errors
+            .entry((Arc::clone(step), kind))
+            .or_insert_with(|| {
+                counter!(
+                    PIPELINE_STEP_ERRORS,
+                    "pipeline" => pipeline.clone(),
+                    "step" => step.to_string(),
+                    "kind" => kind
+                )
+            })
+            .increment(1);
         if self.log.allow() {
-            tracing::warn!(pipeline = %self.pipeline, step, kind, reason, "pipeline step failed");
+            tracing::warn!(pipeline = %self.pipeline, step = %step, kind, reason, "pipeline step failed");
         }
     }
 }

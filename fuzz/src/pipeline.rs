@@ -10,8 +10,10 @@ pub mod logfmt;
 pub mod path;
 #[path = "../../src/pipeline/parse/syslog.rs"]
 pub mod syslog;
+#[path = "../../src/pipeline/parse/timestamp.rs"]
+pub mod timestamp;
 
 /// The parsers, where the main crate has them.
 pub mod parse {
-    pub use super::{container, logfmt, syslog};
+    pub use super::{container, logfmt, syslog, timestamp};
 }

@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::Pipeline;
 use super::path::{FieldPath, Fields};
-use super::{Outcome, Pipeline};
 use crate::event::{Event, FileOrigin};
 
 /// One `[[tests]]` table.
@@ -75,10 +75,7 @@ pub fn run(case: &TestCase, pipeline: &Pipeline, default_topic: &str) -> Option<
             Ok(event) => event,
             Err(reason) => return Some(format!("inputs[{i}]: {reason}")),
         };
-        match pipeline.process(event) {
-            Outcome::Kept(e) | Outcome::DeadLettered(e) => produced.push(e),
-            Outcome::Dropped { .. } | Outcome::Absorbed => {}
-        }
+        produced.extend(pipeline.process(event).into_event());
     }
     compare(case, &produced, default_topic)
 }

@@ -3,7 +3,7 @@
 //! writes. A misspelt field is a configuration error, not a silent empty value at 3 a.m.
 
 use super::path::FieldPath;
-use super::steps::{self, Output};
+use super::steps::Output;
 use super::{OnError, Stage};
 
 /// Fields every file line has.
@@ -47,8 +47,9 @@ pub fn check(stages: &[Stage]) -> Result<(), Unknown> {
             }
         }
         known.extend(stage.step.outputs());
-        if stage.on_error == OnError::Keep && steps::is_parser_step(&stage.step) {
-            // A kept failure writes these.
+        if stage.on_error == OnError::Keep {
+            // Any step that fails and is kept (`set` with a missing field as much as a parser)
+            // writes these.
             known.extend(
                 ["error.message", "error.type"]
                     .iter()

@@ -99,6 +99,18 @@ impl<'a> FieldRef<'a> {
     }
 }
 
+/// The JSON type of a value, for error messages: "a string", "an object", …
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Something fields can be read from by path.
 pub trait Fields {
     fn field(&self, path: &FieldPath) -> Option<FieldRef<'_>>;

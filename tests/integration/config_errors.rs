@@ -1,9 +1,7 @@
 //! Bad configurations: `validate` and `run` exit 78 and name the key; the shipped example
 //! configuration is valid.
 
-use std::process::Output;
-
-use crate::harness::logship;
+use crate::harness::{assert_config_rejected, logship, run_config};
 
 const VALID: &str = r#"
 data_dir = "DATA"
@@ -15,34 +13,9 @@ brokers = ["127.0.0.1:9092"]
 topic = "logs"
 "#;
 
-fn run_with(command: &str, text: &str) -> Output {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let path = dir.path().join("bad.toml");
-    std::fs::write(&path, text.replace("DATA", &data.display().to_string())).expect("write");
-    logship()
-        .args([command, "-c"])
-        .arg(&path)
-        .env_remove("LOGSHIP_UNSET_VARIABLE")
-        .output()
-        .expect("run logship")
-}
-
-fn assert_rejected(text: &str, key: &str) {
-    for command in ["validate", "run"] {
-        let out = run_with(command, text);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
-        assert!(
-            stderr.contains(key),
-            "{command} should name `{key}`: {stderr}"
-        );
-    }
-}
-
 #[test]
 fn valid_config_passes_validate() {
-    let out = run_with("validate", VALID);
+    let out = run_config("validate", VALID);
     assert!(
         out.status.success(),
         "{}",
@@ -52,7 +25,7 @@ fn valid_config_passes_validate() {
 
 #[test]
 fn unknown_nested_key() {
-    assert_rejected(
+    assert_config_rejected(
         &VALID.replace("type = \"file\"", "type = \"file\"\nincldue = []"),
         "sources.app.incldue (line 5)",
     );
@@ -60,7 +33,7 @@ fn unknown_nested_key() {
 
 #[test]
 fn wrong_type() {
-    assert_rejected(
+    assert_config_rejected(
         &VALID.replace("topic = \"logs\"", "topic = 7"),
         "kafka.topic (line 8)",
     );
@@ -68,7 +41,7 @@ fn wrong_type() {
 
 #[test]
 fn missing_brokers() {
-    assert_rejected(
+    assert_config_rejected(
         &VALID.replace("brokers = [\"127.0.0.1:9092\"]\n", ""),
         "kafka.brokers",
     );
@@ -76,7 +49,7 @@ fn missing_brokers() {
 
 #[test]
 fn bad_glob() {
-    assert_rejected(&VALID.replace("*.log", "[.log"), "sources.app.include[0]");
+    assert_config_rejected(&VALID.replace("*.log", "[.log"), "sources.app.include[0]");
 }
 
 #[test]
@@ -85,13 +58,13 @@ fn unwritable_data_dir() {
         "data_dir = \"DATA\"",
         "data_dir = \"/proc/logship-cannot-write-here\"",
     );
-    assert_rejected(&text, "data_dir (line 2)");
+    assert_config_rejected(&text, "data_dir (line 2)");
 }
 
 #[test]
 fn undefined_env_var() {
     let text = VALID.replace("\"logs\"", "\"${LOGSHIP_UNSET_VARIABLE}\"");
-    assert_rejected(&text, "kafka.topic (line 8)");
+    assert_config_rejected(&text, "kafka.topic (line 8)");
 }
 
 #[test]

@@ -363,6 +363,34 @@ pub fn logship() -> Command {
     Command::new(env!("CARGO_BIN_EXE_logship"))
 }
 
+/// Writes `text`, with `DATA` standing for a fresh data directory, and runs
+/// `logship COMMAND -c FILE` on it.
+pub fn run_config(command: &str, text: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text.replace("DATA", &data.display().to_string())).expect("write");
+    logship()
+        .args([command, "-c"])
+        .arg(&path)
+        .env_remove("LOGSHIP_UNSET_VARIABLE")
+        .output()
+        .expect("run logship")
+}
+
+/// `validate`, `test` and `run` each exit 78 on `text` and name `key`.
+pub fn assert_config_rejected(text: &str, key: &str) {
+    for command in ["validate", "test", "run"] {
+        let out = run_config(command, text);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{command} should name `{key}`: {stderr}"
+        );
+    }
+}
+
 impl Agent {
     pub fn start(setup: &Setup, config: &Path) -> Self {
         Self::spawn(setup, config, logship())

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use crate::harness::{Agent, Setup, TopicReader, brokers, create_topic, logship};
+use crate::harness::{
+    Agent, Setup, TopicReader, assert_config_rejected, brokers, create_topic, logship,
+};
 
 /// What every data-driven case file is appended to: a source and Kafka settings that are valid
 /// but never used by `logship test`.
@@ -119,21 +121,7 @@ status = 200
 }
 
 fn rejected(body: &str, key: &str) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = case_file(dir.path(), body);
-    for command in ["validate", "test", "run"] {
-        let out = logship()
-            .args([command, "-c"])
-            .arg(&path)
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
-        assert!(
-            stderr.contains(key),
-            "{command} should name `{key}`: {stderr}"
-        );
-    }
+    assert_config_rejected(&format!("{HEADER}\n{body}"), key);
 }
 
 #[test]
@@ -186,19 +174,10 @@ fn a_condition_syntax_error_is_a_config_error() {
 
 #[test]
 fn a_source_naming_a_missing_pipeline_is_a_config_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = case_file(dir.path(), "");
-    let text = std::fs::read_to_string(&path)
-        .expect("read")
-        .replace("include = [", "pipeline = \"nope\"\ninclude = [");
-    std::fs::write(&path, text).expect("write");
-    let out = logship()
-        .args(["validate", "-c"])
-        .arg(&path)
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("sources.app.pipeline"));
+    assert_config_rejected(
+        &HEADER.replace("include = [", "pipeline = \"nope\"\ninclude = ["),
+        "sources.app.pipeline",
+    );
 }
 
 /// A pipeline in the running agent: parsed fields, a routed topic, dropped lines that still let

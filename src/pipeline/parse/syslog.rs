@@ -19,8 +19,10 @@
 //!   keeps its last value.
 //! - A byte order mark at the start of the message is removed.
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
+
+use super::timestamp::resolve_local;
 use serde_json::{Map, Value};
 use syslog_loose::{IncompleteDate, Message, ProcId, Protocol, StructuredElement, Variant};
 
@@ -162,21 +164,6 @@ fn infer_year(
         .into_iter()
         .find(|&candidate| fits(candidate))
         .unwrap_or(year)
-}
-
-/// Reads a local time in `tz`: the earlier instant when ambiguous; in a DST gap, the earlier
-/// of the readings with the offsets before and after the gap.
-fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    if let Some(time) = tz.from_local_datetime(&local).earliest() {
-        return Some(time.with_timezone(&Utc));
-    }
-    let day = TimeDelta::days(1);
-    [local.checked_sub_signed(day), local.checked_add_signed(day)]
-        .into_iter()
-        .flatten()
-        .filter_map(|probe| local.checked_sub_offset(tz.offset_from_utc_datetime(&probe).fix()))
-        .min()
-        .map(|utc| utc.and_utc())
 }
 
 /// The ECS fields present in the message.

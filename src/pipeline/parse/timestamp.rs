@@ -24,6 +24,8 @@ use chrono::{DateTime, Datelike, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc
 use chrono_tz::Tz;
 use serde_json::Value;
 
+use crate::pipeline::path::json_type;
+
 /// Longest piece of an offending value quoted in an error.
 const QUOTE_MAX: usize = 64;
 
@@ -439,8 +441,8 @@ fn default_time(parsed: &mut Parsed) -> format::ParseResult<()> {
 }
 
 /// Reads a local time in `tz`: the earlier instant when ambiguous; in a DST gap, the earlier
-/// of the readings with the offsets before and after the gap.
-fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+/// of the readings with the offsets before and after the gap. (Syslog's zoneless times too.)
+pub fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     if let Some(time) = tz.from_local_datetime(&local).earliest() {
         return Some(time.with_timezone(&Utc));
     }
@@ -518,18 +520,6 @@ fn scale_digits(digits: impl Iterator<Item = u8>, count: usize, shift: i64) -> R
         }
     }
     value.ok_or(Miss::OutOfRange)
-}
-
-/// The JSON type of a value, for errors.
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Cuts untrusted text for an error message, on a char boundary.

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    BuildError, Flow, Output, Read, Step, StepConfig, StepFailure, field_path, template,
-    template_reads,
+    BuildError, Flow, Output, Read, Step, StepConfig, StepFailure, field_path, field_paths,
+    list_reads, template, template_reads,
 };
 use crate::event::Event;
 use crate::pipeline::access;
@@ -78,42 +78,67 @@ impl Set {
     }
 }
 
-/// `rename`: `from` moves to `to`.
+/// `rename` and `copy`: `from`'s value is set at `to`; `rename` then removes `from`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RenameConfig {
+pub struct TransferConfig {
     from: String,
     to: String,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct RenameConfig(TransferConfig);
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct CopyConfig(TransferConfig);
+
+/// A compiled `rename` or `copy`.
 #[derive(Debug, Clone)]
-pub struct Rename {
+pub struct Transfer {
     from: FieldPath,
     to: FieldPath,
+    /// `rename`: `from` goes once `to` is set.
+    remove_from: bool,
 }
 
-impl StepConfig for RenameConfig {
-    fn build(self) -> Result<Step, BuildError> {
+impl TransferConfig {
+    fn build(self, remove_from: bool) -> Result<Transfer, BuildError> {
         let from = field_path("from", &self.from)?;
-        if from.as_str() == "@timestamp" {
+        if remove_from && from.as_str() == "@timestamp" {
             return Err(BuildError::new(
                 "from",
                 "`@timestamp` cannot be moved; use `copy`",
             ));
         }
-        Ok(Step::Rename(Rename {
+        Ok(Transfer {
             from,
             to: field_path("to", &self.to)?,
-        }))
+            remove_from,
+        })
     }
 }
 
-impl Rename {
+impl StepConfig for RenameConfig {
+    fn build(self) -> Result<Step, BuildError> {
+        Ok(Step::Rename(self.0.build(true)?))
+    }
+}
+
+impl StepConfig for CopyConfig {
+    fn build(self) -> Result<Step, BuildError> {
+        Ok(Step::Copy(self.0.build(false)?))
+    }
+}
+
+impl Transfer {
     pub fn apply(&self, event: &mut Event) -> Result<Flow, StepFailure> {
         // Set first: a target the event cannot take leaves the field where it was.
         if let Some(value) = event.field(&self.from).map(FieldRef::to_value) {
             super::set(event, &self.to, value)?;
-            access::remove(event, &self.from).map_err(super::conflict)?;
+            if self.remove_from {
+                access::remove(event, &self.from).map_err(super::conflict)?;
+            }
         }
         Ok(Flow::Next)
     }
@@ -144,16 +169,12 @@ pub struct Remove {
 
 impl StepConfig for RemoveConfig {
     fn build(self) -> Result<Step, BuildError> {
-        let mut fields = Vec::new();
-        for (i, f) in self.fields.iter().enumerate() {
-            let path = field_path(&format!("fields[{i}]"), f)?;
-            if path.as_str() == "@timestamp" {
-                return Err(BuildError::new(
-                    format!("fields[{i}]"),
-                    "`@timestamp` cannot be removed",
-                ));
-            }
-            fields.push(path);
+        let fields = field_paths("fields", &self.fields)?;
+        if let Some(i) = fields.iter().position(|f| f.as_str() == "@timestamp") {
+            return Err(BuildError::new(
+                format!("fields[{i}]"),
+                "`@timestamp` cannot be removed",
+            ));
         }
         if fields.is_empty() {
             return Err(BuildError::new("fields", "names no field"));
@@ -172,57 +193,7 @@ impl Remove {
 
     /// A field to remove must be one that can exist: a misspelt name is caught at load time.
     pub fn reads(&self) -> Vec<Read<'_>> {
-        self.fields
-            .iter()
-            .enumerate()
-            .map(|(i, path)| Read {
-                key: format!("fields[{i}]"),
-                path,
-            })
-            .collect()
-    }
-}
-
-/// `copy`: `from`'s value is also set at `to`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CopyConfig {
-    from: String,
-    to: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct Copy {
-    from: FieldPath,
-    to: FieldPath,
-}
-
-impl StepConfig for CopyConfig {
-    fn build(self) -> Result<Step, BuildError> {
-        Ok(Step::Copy(Copy {
-            from: field_path("from", &self.from)?,
-            to: field_path("to", &self.to)?,
-        }))
-    }
-}
-
-impl Copy {
-    pub fn apply(&self, event: &mut Event) -> Result<Flow, StepFailure> {
-        if let Some(value) = event.field(&self.from).map(FieldRef::to_value) {
-            super::set(event, &self.to, value)?;
-        }
-        Ok(Flow::Next)
-    }
-
-    pub fn outputs(&self) -> Vec<Output> {
-        vec![Output::Field(self.to.clone())]
-    }
-
-    pub fn reads(&self) -> Vec<Read<'_>> {
-        vec![Read {
-            key: "from".into(),
-            path: &self.from,
-        }]
+        list_reads("fields", &self.fields)
     }
 }
 
@@ -233,69 +204,47 @@ pub struct CaseConfig {
     field: String,
 }
 
-pub type LowercaseConfig = Lower;
-pub type UppercaseConfig = Upper;
-
 #[derive(Debug, Deserialize)]
 #[serde(transparent)]
-pub struct Lower(CaseConfig);
+pub struct LowercaseConfig(CaseConfig);
 #[derive(Debug, Deserialize)]
 #[serde(transparent)]
-pub struct Upper(CaseConfig);
+pub struct UppercaseConfig(CaseConfig);
 
+/// A compiled `lowercase` or `uppercase`.
 #[derive(Debug, Clone)]
-pub struct Lowercase {
+pub struct ChangeCase {
     field: FieldPath,
-}
-#[derive(Debug, Clone)]
-pub struct Uppercase {
-    field: FieldPath,
-}
-
-impl StepConfig for Lower {
-    fn build(self) -> Result<Step, BuildError> {
-        Ok(Step::Lowercase(Lowercase {
-            field: field_path("field", &self.0.field)?,
-        }))
-    }
-}
-
-impl StepConfig for Upper {
-    fn build(self) -> Result<Step, BuildError> {
-        Ok(Step::Uppercase(Uppercase {
-            field: field_path("field", &self.0.field)?,
-        }))
-    }
-}
-
-fn change_case(
-    event: &mut Event,
-    field: &FieldPath,
     change: fn(&str) -> String,
-) -> Result<Flow, StepFailure> {
-    let Some(text) = event.field(field).and_then(|f| f.as_str().map(change)) else {
-        return Ok(Flow::Next);
-    };
-    super::set(event, field, Value::String(text))?;
-    Ok(Flow::Next)
 }
 
-impl Lowercase {
-    pub fn apply(&self, event: &mut Event) -> Result<Flow, StepFailure> {
-        change_case(event, &self.field, str::to_lowercase)
-    }
-
-    pub fn reads(&self) -> Vec<Read<'_>> {
-        vec![Read {
-            key: "field".into(),
-            path: &self.field,
-        }]
+impl StepConfig for LowercaseConfig {
+    fn build(self) -> Result<Step, BuildError> {
+        Ok(Step::Lowercase(ChangeCase {
+            field: field_path("field", &self.0.field)?,
+            change: str::to_lowercase,
+        }))
     }
 }
 
-impl Uppercase {
+impl StepConfig for UppercaseConfig {
+    fn build(self) -> Result<Step, BuildError> {
+        Ok(Step::Uppercase(ChangeCase {
+            field: field_path("field", &self.0.field)?,
+            change: str::to_uppercase,
+        }))
+    }
+}
+
+impl ChangeCase {
     pub fn apply(&self, event: &mut Event) -> Result<Flow, StepFailure> {
-        change_case(event, &self.field, str::to_uppercase)
+        if let Some(text) = event
+            .field(&self.field)
+            .and_then(|f| f.as_str().map(self.change))
+        {
+            super::set(event, &self.field, Value::String(text))?;
+        }
+        Ok(Flow::Next)
     }
 
     pub fn reads(&self) -> Vec<Read<'_>> {

@@ -68,42 +68,29 @@ pub struct PodPath<'a> {
     pub container_id: Option<&'a str>,
 }
 
-/// Reads a kubelet log path; `None` when it is neither layout.
+/// Reads a kubelet log path; `None` when it is neither layout. Runs per event: no allocation.
 pub fn parse(path: &str) -> Option<PodPath<'_>> {
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let mut back = path.rsplit('/').filter(|p| !p.is_empty());
+    let file = back.next()?;
+    let parent = back.next()?;
     // …/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log
-    if let [.., "pods", pod_dir, container, file] = parts[..]
+    if let (Some(pod_dir), Some("pods")) = (back.next(), back.next())
         && file.ends_with(".log")
     {
-        let mut fields = pod_dir.splitn(3, '_');
-        let (namespace, pod_name, uid) = (fields.next()?, fields.next()?, fields.next()?);
-        if [namespace, pod_name, uid, container]
-            .iter()
-            .any(|s| s.is_empty())
-        {
-            return None;
-        }
+        let [namespace, pod_name, uid] = three_fields(pod_dir)?;
         return Some(PodPath {
             namespace,
             pod_name,
             pod_uid: Some(uid),
-            container_name: container,
+            container_name: parent,
             container_id: None,
         });
     }
     // …/containers/<pod>_<namespace>_<container>-<64 hex id>.log
-    if let [.., "containers", file] = parts[..] {
-        let stem = file.strip_suffix(".log")?;
-        let (rest, id) = stem.rsplit_once('-')?;
-        let mut fields = rest.splitn(3, '_');
-        let (pod_name, namespace, container) = (fields.next()?, fields.next()?, fields.next()?);
-        if [pod_name, namespace, container, id]
-            .iter()
-            .any(|s| s.is_empty())
-        {
-            return None;
-        }
-        return Some(PodPath {
+    if parent == "containers" {
+        let (rest, id) = file.strip_suffix(".log")?.rsplit_once('-')?;
+        let [pod_name, namespace, container] = three_fields(rest)?;
+        return (!id.is_empty()).then_some(PodPath {
             namespace,
             pod_name,
             pod_uid: None,
@@ -112,6 +99,13 @@ pub fn parse(path: &str) -> Option<PodPath<'_>> {
         });
     }
     None
+}
+
+/// `a_b_c` as three non-empty parts (the third may hold more `_`).
+fn three_fields(text: &str) -> Option<[&str; 3]> {
+    let mut fields = text.splitn(3, '_');
+    let parts = [fields.next()?, fields.next()?, fields.next()?];
+    parts.iter().all(|p| !p.is_empty()).then_some(parts)
 }
 
 impl KubernetesPath {

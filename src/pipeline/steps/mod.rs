@@ -7,6 +7,7 @@ mod drop;
 mod fields;
 mod kubernetes_path;
 mod metric;
+mod object;
 mod parse_container;
 mod parse_json;
 mod parse_logfmt;
@@ -25,7 +26,7 @@ use super::path::FieldPath;
 use super::template::Template;
 use crate::event::Event;
 
-pub use fields::{Copy, Lowercase, Remove, Rename, Set, Uppercase};
+pub use fields::{ChangeCase, Remove, Set, Transfer};
 pub use route::check_topic_name;
 
 /// Every step type, as written in `type = "…"`.
@@ -61,11 +62,11 @@ pub enum Step {
     ParseContainer(parse_container::ParseContainer),
     ParseTimestamp(parse_timestamp::ParseTimestamp),
     Set(Set),
-    Rename(Rename),
+    Rename(Transfer),
     Remove(Remove),
-    Copy(Copy),
-    Lowercase(Lowercase),
-    Uppercase(Uppercase),
+    Copy(Transfer),
+    Lowercase(ChangeCase),
+    Uppercase(ChangeCase),
     Drop(drop::Drop),
     Sample(sample::Sample),
     Throttle(throttle::Throttle),
@@ -144,19 +145,6 @@ pub fn is_parser(kind: &str) -> bool {
     kind.starts_with("parse_")
 }
 
-/// Whether a compiled step is a parser.
-pub fn is_parser_step(step: &Step) -> bool {
-    matches!(
-        step,
-        Step::ParseJson(_)
-            | Step::ParseRegex(_)
-            | Step::ParseLogfmt(_)
-            | Step::ParseSyslog(_)
-            | Step::ParseContainer(_)
-            | Step::ParseTimestamp(_)
-    )
-}
-
 /// A step's settings as written; `build` checks and compiles them.
 pub trait StepConfig: DeserializeOwned {
     fn build(self) -> Result<Step, BuildError>;
@@ -213,11 +201,9 @@ impl Step {
             Step::ParseContainer(s) => s.apply(event),
             Step::ParseTimestamp(s) => s.apply(event),
             Step::Set(s) => s.apply(event),
-            Step::Rename(s) => s.apply(event),
+            Step::Rename(s) | Step::Copy(s) => s.apply(event),
             Step::Remove(s) => s.apply(event),
-            Step::Copy(s) => s.apply(event),
-            Step::Lowercase(s) => s.apply(event),
-            Step::Uppercase(s) => s.apply(event),
+            Step::Lowercase(s) | Step::Uppercase(s) => s.apply(event),
             Step::Drop(_) => Ok(Flow::Drop("drop")),
             Step::Sample(s) => Ok(s.apply(event)),
             Step::Throttle(s) => Ok(s.apply(event)),
@@ -231,15 +217,14 @@ impl Step {
     /// What the step may write.
     pub fn outputs(&self) -> Vec<Output> {
         match self {
-            Step::ParseJson(s) => s.outputs(),
+            Step::ParseJson(parse_json::ParseJson(s))
+            | Step::ParseLogfmt(parse_logfmt::ParseLogfmt(s)) => s.outputs(),
             Step::ParseRegex(s) => s.outputs(),
-            Step::ParseLogfmt(s) => s.outputs(),
             Step::ParseSyslog(_) => parse_syslog::outputs(),
             Step::ParseContainer(_) => parse_container::outputs(),
             Step::ParseTimestamp(s) => s.outputs(),
             Step::Set(s) => s.outputs(),
-            Step::Rename(s) => s.outputs(),
-            Step::Copy(s) => s.outputs(),
+            Step::Rename(s) | Step::Copy(s) => s.outputs(),
             Step::KubernetesPath(_) => kubernetes_path::outputs(),
             Step::Remove(_)
             | Step::Lowercase(_)
@@ -256,17 +241,15 @@ impl Step {
     /// The fields the step reads, with the keys that name them.
     pub fn reads(&self) -> Vec<Read<'_>> {
         match self {
-            Step::ParseJson(s) => s.reads(),
+            Step::ParseJson(parse_json::ParseJson(s))
+            | Step::ParseLogfmt(parse_logfmt::ParseLogfmt(s)) => s.reads(),
             Step::ParseRegex(s) => s.reads(),
-            Step::ParseLogfmt(s) => s.reads(),
             Step::ParseSyslog(s) => s.reads(),
             Step::ParseContainer(s) => s.reads(),
             Step::ParseTimestamp(s) => s.reads(),
             Step::Set(s) => s.reads(),
-            Step::Rename(s) => s.reads(),
-            Step::Copy(s) => s.reads(),
-            Step::Lowercase(s) => s.reads(),
-            Step::Uppercase(s) => s.reads(),
+            Step::Rename(s) | Step::Copy(s) => s.reads(),
+            Step::Lowercase(s) | Step::Uppercase(s) => s.reads(),
             Step::Sample(s) => s.reads(),
             Step::Throttle(s) => s.reads(),
             Step::Redact(s) => s.reads(),
@@ -332,6 +315,27 @@ pub fn field_path(key: &str, text: &str) -> Result<FieldPath, BuildError> {
 /// Parses a template from a step's settings, naming `key` on failure.
 pub fn template(key: &str, text: &str) -> Result<Template, BuildError> {
     Template::parse(text).map_err(|e| BuildError::new(key, e))
+}
+
+/// Field paths from a list in a step's settings, each error naming `key[i]`.
+pub fn field_paths(key: &str, texts: &[String]) -> Result<Vec<FieldPath>, BuildError> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| field_path(&format!("{key}[{i}]"), text))
+        .collect()
+}
+
+/// The reads of a list of fields named by `key[i]`.
+pub fn list_reads<'a>(key: &str, paths: &'a [FieldPath]) -> Vec<Read<'a>> {
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| Read {
+            key: format!("{key}[{i}]"),
+            path,
+        })
+        .collect()
 }
 
 /// The reads of every placeholder in `template`, named by `key`.

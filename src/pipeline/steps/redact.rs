@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{BuildError, Flow, Read, Step, StepConfig, StepFailure, field_path};
+use super::{BuildError, Flow, Read, Step, StepConfig, StepFailure, field_paths, list_reads};
 use crate::event::Event;
 use crate::pipeline::path::{FieldPath, Fields};
 
@@ -94,12 +94,7 @@ impl StepConfig for Config {
             .collect::<Vec<_>>()
             .join("|");
         let regex = Regex::new(&combined).map_err(|e| BuildError::new("regexes", e))?;
-        let fields = self
-            .fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| field_path(&format!("fields[{i}]"), f))
-            .collect::<Result<_, _>>()?;
+        let fields = field_paths("fields", &self.fields)?;
         Ok(Step::Redact(Redact {
             fields,
             regex,
@@ -155,14 +150,7 @@ impl Redact {
     }
 
     pub fn reads(&self) -> Vec<Read<'_>> {
-        self.fields
-            .iter()
-            .enumerate()
-            .map(|(i, path)| Read {
-                key: format!("fields[{i}]"),
-                path,
-            })
-            .collect()
+        list_reads("fields", &self.fields)
     }
 }
 

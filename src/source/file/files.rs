@@ -504,7 +504,8 @@ impl FileSet {
     pub fn maintain(&mut self, now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
         let mut any_detached = false;
-        for index in std::mem::take(&mut self.tended) {
+        for slot in 0..self.tended.len() {
+            let index = self.tended[slot];
             let file = &mut self.files[index];
             let mut out = Vec::new();
             file.flush_expired(now, self.settings.partial_line_timeout, &mut out);
@@ -529,7 +530,6 @@ impl FileSet {
             self.index_stale |= was_open && !file.is_open();
             let file = &self.files[index];
             events.extend(self.events((&file.tracker, &file.path_str, &file.key), out));
-            self.tended.push(index);
         }
         if any_detached {
             self.release_finished(now);

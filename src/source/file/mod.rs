@@ -66,6 +66,15 @@ pub struct FileSource {
     files: FileSet,
 }
 
+/// Where a running source's batches and checkpoints go, and what wakes it.
+struct Outlet {
+    tx: mpsc::Sender<Batch>,
+    stop: CancellationToken,
+    writer: CheckpointWriter,
+    wakeups: Wakeups,
+    next_checkpoint: Instant,
+}
+
 /// Writes checkpoints on its own task, so the read loop never waits for an fsync: the loop
 /// publishes the newest snapshot; the writer saves the newest one it has not saved yet, and the
 /// last one published before `finish`.
@@ -146,34 +155,28 @@ impl FileSource {
     /// Reads until `control.stop`, then waits for `control.finish` and writes the final
     /// checkpoint. Full channel: the send waits, so reading stops (backpressure).
     pub async fn run(mut self, tx: mpsc::Sender<Batch>, control: SourceControl) {
-        let mut wakeups = Wakeups::new(&self.settings, &self.id);
         let store = self
             .store
             .take()
             .expect("run consumes the source: the store is there once");
-        let writer = CheckpointWriter::start(store, self.metrics.clone());
+        let mut out = Outlet {
+            tx,
+            stop: control.stop.clone(),
+            writer: CheckpointWriter::start(store, self.metrics.clone()),
+            wakeups: Wakeups::new(&self.settings, &self.id),
+            next_checkpoint: Instant::now() + self.settings.checkpoint_interval,
+        };
         let mut next_scan = Instant::now();
-        let mut next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
         let mut next_maintain = Instant::now();
         let mut woken_by_inotify = false;
         'reading: while !control.stop.is_cancelled() {
-            let changes = wakeups.take();
+            let changes = out.wakeups.take();
             let now = Instant::now();
             if now >= next_scan || changes.rescan || self.files.changed(&changes.modified) {
                 let events = tokio::task::block_in_place(|| self.files.scan(now));
-                wakeups.watch_roots(&self.id);
+                out.wakeups.watch_roots(&self.id);
                 next_scan = now + self.settings.glob_interval;
-                if !self
-                    .send(
-                        &tx,
-                        events,
-                        &control.stop,
-                        &mut next_checkpoint,
-                        &writer,
-                        &mut wakeups,
-                    )
-                    .await
-                {
+                if !self.send(&mut out, events).await {
                     break 'reading;
                 }
             }
@@ -194,17 +197,7 @@ impl FileSource {
                     continue;
                 }
                 progressed = true;
-                if !self
-                    .send(
-                        &tx,
-                        batch,
-                        &control.stop,
-                        &mut next_checkpoint,
-                        &writer,
-                        &mut wakeups,
-                    )
-                    .await
-                {
+                if !self.send(&mut out, batch).await {
                     break 'reading;
                 }
                 // A scan during the wait may have added or removed files: take a fresh turn.
@@ -217,37 +210,33 @@ impl FileSource {
             if Instant::now() >= next_maintain {
                 let events = self.files.maintain(Instant::now());
                 next_maintain = Instant::now() + self.settings.poll_interval.min(MAINTAIN_INTERVAL);
-                if !self
-                    .send(
-                        &tx,
-                        events,
-                        &control.stop,
-                        &mut next_checkpoint,
-                        &writer,
-                        &mut wakeups,
-                    )
-                    .await
-                {
+                if !self.send(&mut out, events).await {
                     break 'reading;
                 }
             }
-            if Instant::now() >= next_checkpoint || self.files.needs_checkpoint() {
-                if let Some(checkpoint) = self.files.checkpoint_if_changed() {
-                    writer.publish(checkpoint);
-                }
-                next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
+            if Instant::now() >= out.next_checkpoint || self.files.needs_checkpoint() {
+                self.publish_checkpoint(&mut out);
             }
             if !progressed {
                 tokio::select! {
                     _ = control.stop.cancelled() => break,
-                    _ = wakeups.notify.notified() => woken_by_inotify = true,
+                    _ = out.wakeups.notify.notified() => woken_by_inotify = true,
                     _ = tokio::time::sleep(self.settings.poll_interval) => {}
                 }
             }
         }
+        let Outlet { tx, writer, .. } = out;
         drop(tx);
         control.finish.cancelled().await;
         writer.finish(self.files.checkpoint()).await;
+    }
+
+    /// Hands the checkpoint to the writer if a position moved, and schedules the next one.
+    fn publish_checkpoint(&mut self, out: &mut Outlet) {
+        if let Some(checkpoint) = self.files.checkpoint_if_changed() {
+            out.writer.publish(checkpoint);
+        }
+        out.next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
     }
 
     /// Sends one batch (nothing when empty), waiting while the channel is full. Checkpoints keep
@@ -255,15 +244,7 @@ impl FileSource {
     /// should not resend them. Files keep being discovered too: a file created and rotated out
     /// of the globs while nothing is read is opened (its inode held) before its name goes, and
     /// read once the channel has room. Returns false when the source must stop.
-    async fn send(
-        &mut self,
-        tx: &mpsc::Sender<Batch>,
-        mut batch: Batch,
-        stop: &CancellationToken,
-        next_checkpoint: &mut Instant,
-        writer: &CheckpointWriter,
-        wakeups: &mut Wakeups,
-    ) -> bool {
+    async fn send(&mut self, out: &mut Outlet, mut batch: Batch) -> bool {
         if batch.is_empty() {
             return true;
         }
@@ -271,6 +252,7 @@ impl FileSource {
         let mut last_scan = Instant::now()
             .checked_sub(self.settings.poll_interval)
             .unwrap_or_else(Instant::now);
+        let tx = out.tx.clone();
         // One reservation for the whole wait, so this source keeps its place in the channel's
         // queue however often inotify wakes the wait.
         let reserve = tx.reserve();
@@ -278,7 +260,7 @@ impl FileSource {
         loop {
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => return false,
+                _ = out.stop.cancelled() => return false,
                 permit = &mut reserve => match permit {
                     Ok(permit) => {
                         permit.send(batch);
@@ -291,20 +273,15 @@ impl FileSource {
                     }
                     Err(_) => return false,
                 },
-                _ = tokio::time::sleep_until(*next_checkpoint) => {
-                    if let Some(checkpoint) = self.files.checkpoint_if_changed() {
-                        writer.publish(checkpoint);
-                    }
-                    *next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
-                }
-                _ = wakeups.notify.notified() => {
+                _ = tokio::time::sleep_until(out.next_checkpoint) => self.publish_checkpoint(out),
+                _ = out.wakeups.notify.notified() => {
                     // Files appeared or moved: scan soon, but at most once per poll interval.
-                    if wakeups.take_rescan() {
+                    if out.wakeups.take_rescan() {
                         next_scan = next_scan.min(last_scan + self.settings.poll_interval);
                     }
                 }
                 _ = tokio::time::sleep_until(next_scan) => {
-                    self.scan_while_blocked(wakeups);
+                    self.scan_while_blocked(&mut out.wakeups);
                     last_scan = Instant::now();
                     next_scan = last_scan + self.settings.glob_interval;
                 }
