@@ -86,3 +86,33 @@ impl ObjectTarget {
         }]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::FileOrigin;
+    use serde_json::json;
+
+    #[test]
+    fn a_refused_timestamp_leaves_the_event_as_it_was() {
+        let origin = FileOrigin {
+            host: "h".into(),
+            path: "/var/log/a.log".into(),
+            offset: 0,
+        };
+        let mut event = Event::from_file_line("x".into(), chrono::Utc::now(), origin);
+        let before = event.to_json();
+        let settings = ObjectConfig {
+            field: "message".into(),
+            target: None,
+        }
+        .build()
+        .unwrap();
+        let Value::Object(object) = json!({"a": 1, "@timestamp": "yesterday", "b": 2}) else {
+            unreachable!()
+        };
+        let failure = settings.put(&mut event, object).unwrap_err();
+        assert_eq!(failure.kind, "conflict");
+        assert_eq!(event.to_json(), before, "nothing was set");
+    }
+}
