@@ -140,21 +140,15 @@ fn insert(
     };
     let mut current = map;
     for (depth, segment) in parents.iter().enumerate() {
-        // Keys are allocated only when they are new: this runs for every field of every event.
-        if !current.contains_key(&**segment) {
-            current.insert(segment.to_string(), Value::Object(Map::new()));
-        }
-        current = match current.get_mut(&**segment) {
-            Some(Value::Object(inner)) => inner,
+        let slot = current
+            .entry(segment.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        current = match slot {
+            Value::Object(inner) => inner,
             _ => return Err(AccessError::NotAnObject(segments[..=depth].join("."))),
         };
     }
-    match current.get_mut(&**last) {
-        Some(slot) => *slot = value,
-        None => {
-            current.insert(last.to_string(), value);
-        }
-    }
+    current.insert(last.to_string(), value);
     Ok(())
 }
 
