@@ -211,6 +211,8 @@ print_test_env() {
     echo "LOGSHIP_TEST_ES_URL=http://$HOST:$TEST_ES_PORT"
     echo "LOGSHIP_TEST_PYTHON=$VENV/bin/python"
     echo "LOGSHIP_TEST_KAFKA_PY=$KAFKA_PY"
+    # Outage tests start private brokers of their own from this binary, to freeze them.
+    echo "LOGSHIP_TEST_NOIDA=$(noida_bin)"
 }
 
 cmd=${1:-}

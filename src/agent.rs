@@ -47,7 +47,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let health = Arc::new(Health::new(config.kafka.stall_after));
-    let producer = Arc::new(Producer::new(&config.kafka, Arc::clone(&health))?);
+    let producer = Arc::new(Producer::new(
+        &config.kafka,
+        config.spool.as_ref(),
+        Arc::clone(&health),
+    )?);
 
     let api_stop = CancellationToken::new();
     let (bound, serve) = api::bind(

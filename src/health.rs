@@ -1,5 +1,5 @@
-//! Agent health as /health reports it: whether Kafka is reachable and whether deliveries make
-//! progress. Written by the producer, read by the API server.
+//! Agent health as /health reports it: whether Kafka is reachable, whether the spool can be
+//! written, and whether deliveries make progress. Written by the producer, read by the API server.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,6 +10,8 @@ use serde::Serialize;
 #[derive(Debug)]
 pub struct Health {
     kafka_reachable: AtomicBool,
+    /// Cleared while writes to the spool fail (a full disk, for example).
+    spool_writable: AtomicBool,
     in_flight: AtomicI64,
     /// Unix milliseconds of the last delivery, or of the start when nothing was delivered yet.
     last_progress_ms: AtomicU64,
@@ -21,6 +23,7 @@ pub struct Health {
 pub struct HealthReport {
     pub healthy: bool,
     pub kafka_reachable: bool,
+    pub spool_writable: bool,
     pub events_in_flight: i64,
     pub seconds_since_last_delivery: u64,
     pub stalled: bool,
@@ -37,6 +40,7 @@ impl Health {
     pub fn new(stall_after: Duration) -> Self {
         Self {
             kafka_reachable: AtomicBool::new(false),
+            spool_writable: AtomicBool::new(true),
             in_flight: AtomicI64::new(0),
             last_progress_ms: AtomicU64::new(now_ms()),
             stall_after,
@@ -45,6 +49,14 @@ impl Health {
 
     pub fn set_kafka_reachable(&self, reachable: bool) {
         self.kafka_reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    pub fn kafka_reachable(&self) -> bool {
+        self.kafka_reachable.load(Ordering::Relaxed)
+    }
+
+    pub fn set_spool_writable(&self, writable: bool) {
+        self.spool_writable.store(writable, Ordering::Relaxed);
     }
 
     /// A record was handed to librdkafka.
@@ -69,10 +81,12 @@ impl Health {
         let in_flight = self.in_flight();
         let since = now_ms().saturating_sub(self.last_progress_ms.load(Ordering::Relaxed)) / 1000;
         let stalled = in_flight > 0 && since >= self.stall_after.as_secs();
-        let kafka_reachable = self.kafka_reachable.load(Ordering::Relaxed);
+        let kafka_reachable = self.kafka_reachable();
+        let spool_writable = self.spool_writable.load(Ordering::Relaxed);
         HealthReport {
-            healthy: kafka_reachable && !stalled,
+            healthy: kafka_reachable && spool_writable && !stalled,
             kafka_reachable,
+            spool_writable,
             events_in_flight: in_flight,
             seconds_since_last_delivery: since,
             stalled,

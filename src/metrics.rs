@@ -39,6 +39,17 @@ pub const KAFKA_QUEUE_FULL_WAITS: &str = "logship_kafka_queue_full_waits_total";
 pub const KAFKA_EVENTS_OVERSIZE: &str = "logship_kafka_events_oversize_total";
 pub const KAFKA_DELIVERY_LATENCY: &str = "logship_kafka_delivery_latency_seconds";
 pub const KAFKA_IN_FLIGHT_BYTES: &str = "logship_kafka_in_flight_bytes";
+pub const KAFKA_EVENTS_GIVEN_UP: &str = "logship_kafka_events_given_up_total";
+pub const SPOOL_BYTES: &str = "logship_spool_bytes";
+pub const SPOOL_SEGMENTS: &str = "logship_spool_segments";
+pub const SPOOL_RECORDS: &str = "logship_spool_records";
+pub const SPOOL_RECORDS_WRITTEN: &str = "logship_spool_records_written_total";
+pub const SPOOL_RECORDS_REPLAYED: &str = "logship_spool_records_replayed_total";
+pub const SPOOL_RECORDS_DROPPED: &str = "logship_spool_records_dropped_total";
+pub const SPOOL_CORRUPT_FRAMES: &str = "logship_spool_corrupt_frames_total";
+pub const SPOOL_SEGMENTS_MOVED_ASIDE: &str = "logship_spool_segments_moved_aside_total";
+pub const SPOOL_REPLAY_RETRIES: &str = "logship_spool_replay_retries_total";
+pub const SPOOL_WRITE_ERRORS: &str = "logship_spool_write_errors_total";
 pub const PIPELINE_EVENTS_DROPPED: &str = "logship_pipeline_events_dropped_total";
 pub const PIPELINE_STEP_ERRORS: &str = "logship_pipeline_step_errors_total";
 pub const PIPELINE_DEAD_LETTERED: &str = "logship_pipeline_events_dead_lettered_total";
@@ -67,6 +78,44 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     describe_counter!(
         KAFKA_EVENTS_OVERSIZE,
         "Events larger than max_message_bytes, by action: truncated, dead_lettered, dropped (also when cutting the line could not make the record fit)."
+    );
+    describe_counter!(
+        KAFKA_EVENTS_GIVEN_UP,
+        "Records Kafka did not take within retry_max_elapsed_secs, by action: dropped, or dead_lettered (one attempt to dead_letter_topic)."
+    );
+    describe_gauge!(SPOOL_BYTES, "Bytes of spool segment files on disk.");
+    describe_gauge!(SPOOL_SEGMENTS, "Spool segment files on disk.");
+    describe_gauge!(
+        SPOOL_RECORDS,
+        "Records in the spool not yet delivered to Kafka."
+    );
+    describe_counter!(
+        SPOOL_RECORDS_WRITTEN,
+        "Records written to the spool because Kafka could not take them."
+    );
+    describe_counter!(
+        SPOOL_RECORDS_REPLAYED,
+        "Spooled records Kafka acknowledged on replay."
+    );
+    describe_counter!(
+        SPOOL_RECORDS_DROPPED,
+        "Records that did not fit in a full spool with when_full = \"drop_newest\"; not delivered."
+    );
+    describe_counter!(
+        SPOOL_CORRUPT_FRAMES,
+        "Spool frames (batches of records) whose checksum or content was damaged; their records are lost."
+    );
+    describe_counter!(
+        SPOOL_SEGMENTS_MOVED_ASIDE,
+        "Spool segment files that could not be read, moved to spool/damaged/; their records are not replayed."
+    );
+    describe_counter!(
+        SPOOL_REPLAY_RETRIES,
+        "Replay attempts that failed and were retried after a backoff."
+    );
+    describe_counter!(
+        SPOOL_WRITE_ERRORS,
+        "Failed writes to the spool (for example a full disk); the records wait and are written again."
     );
     describe_counter!(
         PIPELINE_EVENTS_DROPPED,
@@ -342,6 +391,68 @@ impl FileSourceMetrics {
     }
 }
 
+/// Handles for the disk spool.
+#[derive(Debug, Clone)]
+pub struct SpoolMetrics {
+    pub bytes: Gauge,
+    pub segments: Gauge,
+    pub records: Gauge,
+    pub written: Counter,
+    pub replayed: Counter,
+    pub replay_retries: Counter,
+    corrupt_frames: Counter,
+    moved_aside: Counter,
+    dropped: Counter,
+    write_errors: Counter,
+    log: LogLimiter,
+}
+
+impl Default for SpoolMetrics {
+    fn default() -> Self {
+        Self {
+            bytes: gauge!(SPOOL_BYTES),
+            segments: gauge!(SPOOL_SEGMENTS),
+            records: gauge!(SPOOL_RECORDS),
+            written: counter!(SPOOL_RECORDS_WRITTEN),
+            replayed: counter!(SPOOL_RECORDS_REPLAYED),
+            replay_retries: counter!(SPOOL_REPLAY_RETRIES),
+            corrupt_frames: counter!(SPOOL_CORRUPT_FRAMES),
+            moved_aside: counter!(SPOOL_SEGMENTS_MOVED_ASIDE),
+            dropped: counter!(SPOOL_RECORDS_DROPPED),
+            write_errors: counter!(SPOOL_WRITE_ERRORS),
+            log: LogLimiter::per_minute(12),
+        }
+    }
+}
+
+impl SpoolMetrics {
+    /// Sets the corrupt-frame and moved-aside counters to the spool's own totals.
+    pub fn losses(&self, corrupt_frames: u64, moved_aside: u64) {
+        self.corrupt_frames.absolute(corrupt_frames);
+        self.moved_aside.absolute(moved_aside);
+    }
+
+    /// Records a full spool with `drop_newest` did not take.
+    pub fn dropped(&self, records: u64, max_bytes: u64) {
+        self.dropped.increment(records);
+        if self.log.allow() {
+            tracing::error!(
+                records,
+                max_bytes,
+                "spool full: records dropped (when_full = \"drop_newest\")"
+            );
+        }
+    }
+
+    /// A spool write or fsync failed; the records wait and are written again.
+    pub fn write_failed(&self, error: &dyn std::fmt::Display) {
+        self.write_errors.increment(1);
+        if self.log.allow() {
+            tracing::error!(%error, "cannot write to the spool; sources wait until it can be written");
+        }
+    }
+}
+
 /// Why Kafka rejected a record for good: the `reason` label of `KAFKA_EVENTS_FAILED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureReason {
@@ -419,6 +530,15 @@ impl ProducerMetrics {
             .increment(1);
         if self.log.allow() {
             tracing::warn!(topic = %self.topic, action, size, limit, "event larger than max_message_bytes");
+        }
+    }
+
+    /// Records given up after `retry_max_elapsed_secs`; `action` is `dropped` or `dead_lettered`.
+    pub fn given_up(&self, action: &'static str, records: u64) {
+        counter!(KAFKA_EVENTS_GIVEN_UP, "topic" => self.topic.clone(), "action" => action)
+            .increment(records);
+        if self.log.allow() {
+            tracing::error!(topic = %self.topic, action, records, "records given up after retry_max_elapsed_secs");
         }
     }
 

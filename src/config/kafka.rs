@@ -60,6 +60,19 @@ pub struct KafkaConfig {
     /// /health turns unhealthy when records wait and none was delivered for this long.
     #[serde(default = "default_stall_secs")]
     pub stall_secs: u64,
+    /// How long librdkafka tries to deliver a record before handing it to the disk spool
+    /// (`message.timeout.ms`). Without a spool, records wait in librdkafka for as long as
+    /// `retry_max_elapsed_secs` allows.
+    #[serde(default = "default_message_timeout_ms")]
+    pub message_timeout_ms: u64,
+    /// Give a record up once Kafka has not taken it for this long, per `on_retry_exhausted`.
+    /// Unset (the default): retry forever, nothing is given up.
+    #[serde(default)]
+    pub retry_max_elapsed_secs: Option<u64>,
+    /// What happens to a record given up after `retry_max_elapsed_secs`: `drop` (counted), or
+    /// `dead_letter` (one attempt to `dead_letter_topic`, dropped and counted if that fails too).
+    #[serde(default)]
+    pub on_retry_exhausted: RetryExhausted,
     /// TLS to the brokers; off when absent.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -108,6 +121,15 @@ pub enum Oversize {
     DeadLetter,
     /// Drop it.
     Drop,
+}
+
+/// What happens to a record Kafka did not take within `retry_max_elapsed_secs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryExhausted {
+    #[default]
+    Drop,
+    DeadLetter,
 }
 
 /// librdkafka's partitioners.
@@ -238,6 +260,9 @@ const fn default_max_message_bytes() -> u64 {
 const fn default_stall_secs() -> u64 {
     60
 }
+const fn default_message_timeout_ms() -> u64 {
+    30_000
+}
 const fn default_retry_backoff_ms() -> u64 {
     100
 }
@@ -294,6 +319,12 @@ pub struct KafkaSettings {
     /// Topic, key, headers and size of each record.
     pub records: RecordSettings,
     pub stall_after: std::time::Duration,
+    /// First and longest wait between replay attempts from the spool.
+    pub retry_backoff: std::time::Duration,
+    pub retry_backoff_max: std::time::Duration,
+    /// Give records up after this long (`retry_max_elapsed_secs`); `None`: never.
+    pub give_up_after: Option<std::time::Duration>,
+    pub on_retry_exhausted: RetryExhausted,
     /// Where pipelines send events with `on_error = "dead_letter"`.
     pub dead_letter_topic: Option<String>,
     pub client: ClientConfig,
@@ -373,6 +404,30 @@ impl KafkaConfig {
         })
     }
 
+    /// librdkafka's `message.timeout.ms`: how long a record is retried inside librdkafka. With a
+    /// spool that is `message_timeout_ms`, then the record moves to disk; without one it is the
+    /// whole retry budget (0 = forever).
+    fn message_timeout(&self, doc: &Document<'_>, spooling: bool) -> Result<String, ConfigError> {
+        // librdkafka's limit for message.timeout.ms.
+        const MAX_MS: u64 = i32::MAX as u64;
+        if let Some(0) = self.retry_max_elapsed_secs {
+            return Err(doc.error_at("kafka.retry_max_elapsed_secs", "must be positive"));
+        }
+        if spooling {
+            if !(1000..=MAX_MS).contains(&self.message_timeout_ms) {
+                return Err(doc.error_at(
+                    "kafka.message_timeout_ms",
+                    format!("must be between 1000 and {MAX_MS}"),
+                ));
+            }
+            return Ok(self.message_timeout_ms.to_string());
+        }
+        let ms = self
+            .retry_max_elapsed_secs
+            .map_or(0, |secs| secs.saturating_mul(1000).min(MAX_MS));
+        Ok(ms.to_string())
+    }
+
     /// `security.protocol` and its TLS and SASL properties; files must be readable now.
     fn set_security(
         &self,
@@ -422,7 +477,13 @@ impl KafkaConfig {
         Ok(())
     }
 
-    pub fn settings(&self, doc: &Document<'_>) -> Result<KafkaSettings, ConfigError> {
+    /// With `spooling`, a record librdkafka could not deliver within `message_timeout_ms` goes to
+    /// the spool; without, it waits in librdkafka until `retry_max_elapsed_secs` (or forever).
+    pub fn settings(
+        &self,
+        doc: &Document<'_>,
+        spooling: bool,
+    ) -> Result<KafkaSettings, ConfigError> {
         if self.brokers.is_empty() {
             return Err(doc.error_at("kafka.brokers", "must list at least one broker"));
         }
@@ -487,9 +548,7 @@ impl KafkaConfig {
                 "batch.size",
                 self.batch_max_bytes.min(self.max_message_bytes).to_string(),
             )
-            // Records wait for delivery forever: an unreachable broker stops reading (backpressure)
-            // instead of failing records. The disk spool will bound this wait.
-            .set("message.timeout.ms", "0")
+            .set("message.timeout.ms", self.message_timeout(doc, spooling)?)
             .set(
                 "queue.buffering.max.kbytes",
                 (self.queue_max_bytes / 1024).to_string(),
@@ -519,9 +578,22 @@ impl KafkaConfig {
                     .map_err(|reason| doc.error_at(&format!("kafka.{key}"), reason))?;
             }
         }
+        if self.on_retry_exhausted == RetryExhausted::DeadLetter && self.dead_letter_topic.is_none()
+        {
+            return Err(doc.error_at(
+                "kafka.on_retry_exhausted",
+                "`dead_letter` needs `dead_letter_topic`",
+            ));
+        }
         Ok(KafkaSettings {
             records,
             stall_after: std::time::Duration::from_secs(self.stall_secs),
+            retry_backoff: std::time::Duration::from_millis(self.retry_backoff_ms),
+            retry_backoff_max: std::time::Duration::from_millis(self.retry_backoff_max_ms),
+            give_up_after: self
+                .retry_max_elapsed_secs
+                .map(std::time::Duration::from_secs),
+            on_retry_exhausted: self.on_retry_exhausted,
             topic: self.topic.clone(),
             dead_letter_topic: self.dead_letter_topic.clone(),
             client,

@@ -11,6 +11,7 @@ mod file_source;
 mod interpolate;
 mod kafka;
 mod pipeline;
+mod spool;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,7 +29,10 @@ pub use file_source::{
     FileSourceConfig, FileSourceSettings, MultilineConfig, MultilineMode, ReadFrom,
 };
 pub use interpolate::{InterpolationError, interpolate};
-pub use kafka::{Compression, Encoding, KafkaConfig, KafkaSettings, Oversize, RecordSettings};
+pub use kafka::{
+    Compression, Encoding, KafkaConfig, KafkaSettings, Oversize, RecordSettings, RetryExhausted,
+};
+pub use spool::{Fsync, SpoolConfig, SpoolSettings, WhenFull};
 
 /// Why a configuration was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +65,7 @@ impl ConfigError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RootConfig {
-    /// Where checkpoints (and later the spool) live.
+    /// Where checkpoints and the spool (`data_dir/spool`) live.
     #[serde(default = "default_data_dir")]
     data_dir: PathBuf,
     /// How long `run` waits for outstanding deliveries after SIGTERM or SIGINT.
@@ -70,6 +74,8 @@ struct RootConfig {
     #[serde(default)]
     api: ApiConfig,
     kafka: KafkaConfig,
+    #[serde(default)]
+    spool: SpoolConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -119,6 +125,8 @@ pub struct Config {
     /// `[[tests]]` for `logship test`.
     pub tests: Vec<TestCase>,
     pub kafka: KafkaSettings,
+    /// `None` when `[spool] enabled = false`.
+    pub spool: Option<SpoolSettings>,
 }
 
 impl Config {
@@ -164,7 +172,8 @@ impl Config {
         }
         check_data_dir(&raw.data_dir).map_err(|reason| doc.error_at("data_dir", reason))?;
 
-        let kafka = raw.kafka.settings(&doc)?;
+        let spool = raw.spool.settings(&doc, &raw.data_dir)?;
+        let kafka = raw.kafka.settings(&doc, spool.is_some())?;
         let pipelines = pipeline::pipelines(&doc, pipelines, kafka.dead_letter_topic.as_deref())?;
         let sources = sources_settings(&doc, sources)?;
         for (id, source) in &sources {
@@ -187,6 +196,7 @@ impl Config {
             pipelines,
             tests,
             kafka,
+            spool,
         })
     }
 }

@@ -1,6 +1,9 @@
-//! Kafka: the producer that turns events into records and delivery reports into acks.
-//! (The sinks' consumer side comes with the sink binaries.)
+//! Kafka: events become records (`record`), the producer sends them and turns delivery reports
+//! into acknowledgements (`producer`), and records Kafka cannot take go to the disk spool and
+//! come back from it (`spooling`). (The sinks' consumer side comes with the sink binaries.)
 
 pub mod producer;
+mod record;
+mod spooling;
 
 pub use producer::{Producer, ProducerError};

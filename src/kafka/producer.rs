@@ -1,41 +1,50 @@
 //! The producer: one Kafka record per event, and the delivery report as the only thing that
-//! settles an event's ack token.
+//! settles an event's ack token (or its spooling: design invariants 1 and 5).
 //!
 //! librdkafka batches, compresses and retries (idempotent, acks=all, at most 5 requests in flight,
-//! so retries keep order), and with `message.timeout.ms = 0` it retries forever. Errors are
-//! classified: a full queue means wait for delivery reports (backpressure, never an error); a
-//! record Kafka rejects for good is counted by reason and given up; any other failed delivery
-//! stops the producer, and so the agent (exit 1). Producing the record again here could reorder
-//! or duplicate it within its file; after a restart the file resumes, in order, from its
-//! checkpoint, which still points before the failed record. (The disk spool will take such
-//! records instead.)
+//! so retries keep order). A full queue means wait for delivery reports (backpressure, never an
+//! error); a record Kafka rejects for good is counted by reason and given up.
+//!
+//! A record librdkafka could not deliver within `message_timeout_ms` goes to the disk spool, and
+//! the producer switches to spooling: every new event goes to the spool too, behind it, once the
+//! records librdkafka still holds have been reported (so they reach the spool first). Replay
+//! hands spooled frames back to librdkafka, oldest first, while Kafka answers; when the spool is
+//! drained and nothing is in flight, events go straight to librdkafka again. Within a partition,
+//! records therefore keep their order across the outage.
+//!
+//! Without a spool a failed record is given up after `retry_max_elapsed_secs` (dropped, or one
+//! attempt to the dead-letter topic, counted), or, with unbounded retries, stops the agent (exit
+//! 1): its source's checkpoint still points before it, so the restart resumes in order.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
-use serde_json::Value;
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext, PurgeConfig,
+};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::record::{Prepared, RecordMaker, owned_headers};
+use super::spooling::{Backoff, Spooler};
 use crate::ack::AckToken;
-use crate::config::{Encoding, KafkaSettings, Oversize, RecordSettings};
+use crate::config::{KafkaSettings, RetryExhausted, SpoolSettings};
 use crate::event::Event;
 use crate::health::Health;
 use crate::metrics::{FailureReason, LogLimiter, ProducerMetrics};
-use crate::pipeline::access;
-use crate::pipeline::path::FieldPath;
-use crate::pipeline::steps::check_topic_name;
+use crate::spool::{FramePos, SpoolError, SpoolRecord};
 
 /// Why the producer stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
     #[error("cannot create the Kafka producer: {0}")]
     Create(#[source] KafkaError),
+    #[error("cannot open the spool: {0}")]
+    Spool(#[source] SpoolError),
     #[error("the Kafka producer hit a fatal error ({code:?}): {reason}")]
     Fatal {
         code: RDKafkaErrorCode,
@@ -52,15 +61,57 @@ pub enum ProducerError {
     Panicked(String),
 }
 
+/// Where a record came from, which decides what its failure means.
+enum Origin {
+    /// An event from a source.
+    Direct,
+    /// A record replayed from the spool, part of this frame.
+    Replay(Arc<FrameProgress>),
+    /// A record given up after `retry_max_elapsed_secs`, on its one attempt to the dead-letter
+    /// topic: if that fails too, it is dropped, counted.
+    LastChance,
+}
+
+/// Reports still expected for one replayed spool frame.
+struct FrameProgress {
+    pos: FramePos,
+    records: usize,
+    remaining: AtomicUsize,
+    failed: AtomicBool,
+}
+
+impl FrameProgress {
+    /// Counts one report; true for the frame's last.
+    fn report(&self, failed: bool) -> bool {
+        if failed {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+}
+
 /// What rides along with a record until its delivery report.
 struct InFlight {
     token: Option<AckToken>,
-    key: Option<Arc<[u8]>>,
     /// A pipeline chose the topic, from the event's own data.
     routed: bool,
     /// When librdkafka took it, and its value's size, for the latency and in-flight metrics.
-    sent_at: std::time::Instant,
+    sent_at: Instant,
     bytes: usize,
+    origin: Origin,
+}
+
+/// A record librdkafka gave up on, for the spool or the loss policy.
+struct Diverted {
+    record: SpoolRecord,
+    token: Option<AckToken>,
+}
+
+/// A replayed frame all of whose records were reported.
+struct FrameDone {
+    pos: FramePos,
+    records: usize,
+    failed: bool,
 }
 
 /// State the delivery callback (librdkafka's polling thread) shares with the produce loop.
@@ -68,10 +119,21 @@ struct Shared {
     metrics: ProducerMetrics,
     health: Arc<Health>,
     reported: Notify,
-    /// The first delivery failure that was neither success nor a permanent rejection.
+    /// The first delivery failure that was neither success nor a permanent rejection, when such
+    /// a failure stops the producer.
     undeliverable: Mutex<Option<String>>,
-    in_flight_bytes: std::sync::atomic::AtomicI64,
+    in_flight_bytes: AtomicI64,
     client_log: LogLimiter,
+    /// Failed records are diverted (to the spool, or to the loss policy) instead of stopping.
+    divert: bool,
+    diverted: Mutex<Vec<Diverted>>,
+    frames_done: Mutex<Vec<FrameDone>>,
+    /// New events go to the spool. Set by the first diverted record when there is a spool.
+    spooling: AtomicBool,
+    has_spool: bool,
+    /// Direct records handed to librdkafka and not yet reported. Decremented after a failed
+    /// record was pushed to `diverted`, so zero means every diverted record is there.
+    direct_in_flight: AtomicI64,
 }
 
 /// librdkafka callbacks.
@@ -103,41 +165,100 @@ impl ProducerContext for DeliveryContext {
         let size = inflight.bytes as i64;
         let bytes = shared.in_flight_bytes.fetch_sub(size, Ordering::Relaxed) - size;
         shared.metrics.in_flight_bytes.set(bytes.max(0) as f64);
-        match result {
+        shared.health.reported(result.is_ok());
+        let failed = match result {
             Ok(_) => {
-                shared.health.reported(true);
                 shared.metrics.delivered.increment(1);
-                if let Some(token) = inflight.token.take() {
-                    token.settle();
-                }
+                settle(inflight.token.take());
+                false
             }
-            Err((error, message)) => {
-                shared.health.reported(false);
-                match permanent_reason(error, inflight.routed) {
-                    Some(reason) => {
-                        shared.metrics.failed(reason, error);
-                        // Given up and counted: the source may move past it (invariant 3).
-                        if let Some(token) = inflight.token.take() {
-                            token.settle();
-                        }
-                    }
-                    None => {
-                        // The token stays unsettled: the checkpoint never passes this record.
-                        tracing::error!(topic = ?message.topic(), %error, "delivery failed");
-                        let mut first = shared
-                            .undeliverable
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner());
-                        first.get_or_insert_with(|| error.to_string());
-                    }
-                }
+            Err((error, message)) => shared.failed(error, message, &mut inflight),
+        };
+        match &inflight.origin {
+            Origin::Replay(frame) if frame.report(failed) => {
+                lock(&shared.frames_done).push(FrameDone {
+                    pos: frame.pos,
+                    records: frame.records,
+                    failed: frame.failed.load(Ordering::Relaxed),
+                });
             }
+            Origin::Direct => {
+                shared.direct_in_flight.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
         }
         shared
             .metrics
             .in_flight
             .set(shared.health.in_flight() as f64);
         shared.reported.notify_one();
+    }
+}
+
+impl Shared {
+    /// A failed delivery: counted and given up when retrying cannot help, else diverted or
+    /// recorded as fatal. True when the record still needs delivering.
+    fn failed(
+        &self,
+        error: &KafkaError,
+        message: &BorrowedMessage<'_>,
+        inflight: &mut InFlight,
+    ) -> bool {
+        if let Some(reason) = permanent_reason(error, inflight.routed) {
+            self.metrics.failed(reason, error);
+            // Given up and counted: the source may move past it (invariant 3).
+            settle(inflight.token.take());
+            return false;
+        }
+        match inflight.origin {
+            Origin::Replay(_) => true,
+            Origin::LastChance => {
+                self.metrics.given_up("dropped", 1);
+                settle(inflight.token.take());
+                false
+            }
+            Origin::Direct if self.divert && !stops_the_agent(error, inflight.routed) => {
+                lock(&self.diverted).push(Diverted {
+                    record: spool_record(message),
+                    token: inflight.token.take(),
+                });
+                if self.has_spool {
+                    self.spooling.store(true, Ordering::Release);
+                }
+                true
+            }
+            Origin::Direct => {
+                // The token stays unsettled: the checkpoint never passes this record.
+                tracing::error!(topic = ?message.topic(), %error, "delivery failed");
+                lock(&self.undeliverable).get_or_insert_with(|| error.to_string());
+                true
+            }
+        }
+    }
+}
+
+fn settle(token: Option<AckToken>) {
+    if let Some(token) = token {
+        token.settle();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A failed record as the spool keeps it.
+fn spool_record(message: &BorrowedMessage<'_>) -> SpoolRecord {
+    SpoolRecord {
+        topic: message.topic().to_owned(),
+        key: message.key().map(<[u8]>::to_vec),
+        headers: message.headers().map_or_else(Vec::new, |headers| {
+            headers
+                .iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        }),
+        payload: message.payload().unwrap_or_default().to_vec(),
     }
 }
 
@@ -158,58 +279,51 @@ fn permanent_reason(error: &KafkaError, routed: bool) -> Option<FailureReason> {
     }
 }
 
-/// Room kept below `max_message_bytes` for the key, headers and record framing.
-const RECORD_OVERHEAD: usize = 1024;
-
-fn encode(event: &Event, encoding: Encoding) -> Vec<u8> {
-    match encoding {
-        Encoding::Json => event.to_json(),
-        Encoding::Raw => event.message.clone().unwrap_or_default().into_bytes(),
-    }
-}
-
-fn set_field(event: &mut Event, path: &str, value: Value) -> Option<()> {
-    let path = FieldPath::parse(path).ok()?;
-    access::set(event, &path, value).ok()
-}
-
-/// Cuts `message` (on a character boundary) until the record fits in `limit`, marking the event
-/// `log.flags: ["truncated"]`. One cut nearly always does. `None` when the rest of the event
-/// alone is too large.
-fn truncate(event: &mut Event, encoding: Encoding, limit: usize) -> Option<Vec<u8>> {
-    if encoding == Encoding::Json {
-        set_field(event, "log.flags", serde_json::json!(["truncated"]))?;
-    }
-    for _ in 0..8 {
-        let payload = encode(event, encoding);
-        let Some(excess) = payload.len().checked_sub(limit).filter(|&e| e > 0) else {
-            return Some(payload);
-        };
-        let message = event.message.as_mut().filter(|m| !m.is_empty())?;
-        // A removed byte of the line is at least one byte of the record; with escapes it is more,
-        // so never keep more of the line than its share of the limit either.
-        let share = message.len().saturating_mul(limit) / payload.len();
-        let keep = message.len().saturating_sub(excess + 16).min(share);
-        let boundary = (0..=keep).rev().find(|&i| message.is_char_boundary(i))?;
-        message.truncate(boundary);
-    }
-    None
+/// A configured topic that does not exist: every record would fail, so spooling cannot help.
+fn stops_the_agent(error: &KafkaError, routed: bool) -> bool {
+    use RDKafkaErrorCode as C;
+    !routed
+        && matches!(
+            error.rdkafka_error_code(),
+            Some(C::UnknownTopic | C::UnknownTopicOrPartition)
+        )
 }
 
 /// One record as it goes to librdkafka.
 struct Outgoing<'a> {
     topic: &'a str,
     payload: &'a [u8],
-    headers: Option<OwnedHeaders>,
+    key: Option<&'a [u8]>,
+    headers: Option<rdkafka::message::OwnedHeaders>,
+}
+
+/// What became of a record offered to librdkafka.
+enum Sent {
+    Taken,
+    /// `stop` came first; the record is dropped unsettled.
+    Stopped,
+    /// The producer switched to spooling while a direct record waited for room: it goes to the
+    /// spool instead, behind the records librdkafka still holds.
+    Diverted(Box<InFlight>),
+}
+
+/// What to do after librdkafka refused a record.
+enum Refusal {
+    OfferAgain,
+    GivenUp,
+    Stopped,
 }
 
 /// The agent's Kafka producer: the configured topic, or the one a pipeline chose per event.
 pub struct Producer {
     inner: Arc<BaseProducer<DeliveryContext>>,
-    records: RecordSettings,
-    /// The `topic` key when it is a plain name (else unused).
-    static_topic: Arc<str>,
+    records: RecordMaker,
     shared: Arc<Shared>,
+    /// The spool, while `run` is not using it (at start and at shutdown).
+    spooler: tokio::sync::Mutex<Option<Spooler>>,
+    give_up_after: Option<Duration>,
+    on_retry_exhausted: RetryExhausted,
+    dead_letter_topic: Option<Arc<str>>,
     /// Stops the delivery-report thread when the producer goes.
     _poller: Poller,
 }
@@ -250,17 +364,49 @@ impl Drop for Poller {
 
 /// Wait between attempts to hand a record to librdkafka after a local, transient refusal.
 const SEND_RETRY_WAIT: Duration = Duration::from_millis(100);
+/// How often the loop looks at the spool while spooling (fsync interval, backoff, replay).
+const SPOOL_TICK: Duration = Duration::from_millis(100);
+
+/// The run loop's own state.
+struct Run<'a> {
+    spooler: Option<&'a mut Spooler>,
+    /// Events taken while the producer switched to spooling: they go to the spool behind the
+    /// records librdkafka still holds.
+    held: Vec<Prepared>,
+    /// Since when Kafka has taken nothing while records wait (for `retry_max_elapsed_secs`).
+    failing_since: Option<Instant>,
+}
 
 impl Producer {
-    pub fn new(settings: &KafkaSettings, health: Arc<Health>) -> Result<Self, ProducerError> {
+    pub fn new(
+        settings: &KafkaSettings,
+        spool: Option<&SpoolSettings>,
+        health: Arc<Health>,
+    ) -> Result<Self, ProducerError> {
         let shared = Arc::new(Shared {
             metrics: ProducerMetrics::new(&settings.topic),
-            health,
+            health: Arc::clone(&health),
             reported: Notify::new(),
             undeliverable: Mutex::new(None),
-            in_flight_bytes: std::sync::atomic::AtomicI64::new(0),
+            in_flight_bytes: AtomicI64::new(0),
             client_log: LogLimiter::per_minute(12),
+            divert: spool.is_some() || settings.give_up_after.is_some(),
+            diverted: Mutex::new(Vec::new()),
+            frames_done: Mutex::new(Vec::new()),
+            spooling: AtomicBool::new(false),
+            has_spool: spool.is_some(),
+            direct_in_flight: AtomicI64::new(0),
         });
+        let spooler = spool
+            .map(|settings_| {
+                let backoff = Backoff::new(
+                    settings.retry_backoff,
+                    settings.retry_backoff_max.max(Duration::from_secs(5)),
+                );
+                Spooler::open(settings_, backoff, health)
+            })
+            .transpose()
+            .map_err(ProducerError::Spool)?;
         let context = DeliveryContext {
             shared: Arc::clone(&shared),
         };
@@ -273,9 +419,12 @@ impl Producer {
         let poller = Poller::start(Arc::clone(&inner)).map_err(ProducerError::Thread)?;
         Ok(Self {
             inner,
-            records: settings.records.clone(),
-            static_topic: Arc::from(settings.topic.as_str()),
+            records: RecordMaker::new(settings.records.clone(), &settings.topic),
             shared,
+            spooler: tokio::sync::Mutex::new(spooler),
+            give_up_after: settings.give_up_after,
+            on_retry_exhausted: settings.on_retry_exhausted,
+            dead_letter_topic: settings.dead_letter_topic.as_deref().map(Arc::from),
             _poller: poller,
         })
     }
@@ -287,148 +436,278 @@ impl Producer {
         mut rx: mpsc::Receiver<Vec<Event>>,
         stop: CancellationToken,
     ) -> Result<(), ProducerError> {
+        let mut spooler = self.spooler.lock().await;
+        let mut run = Run {
+            spooler: spooler.as_mut(),
+            held: Vec::new(),
+            failing_since: None,
+        };
+        // Records an earlier run spooled go first.
+        if run.spooler.as_ref().is_some_and(|s| s.has_unread()) {
+            self.shared.spooling.store(true, Ordering::Release);
+        }
         loop {
             self.check_failed()?;
+            self.take_reports(&mut run, &stop).await?;
+            let spooling = self.shared.spooling.load(Ordering::Acquire);
+            if spooling && !self.spool_step(&mut run, &stop).await? {
+                return Ok(());
+            }
+            let accepting = !spooling
+                || (run.held.is_empty()
+                    && self.direct_in_flight() == 0
+                    && run.spooler.as_ref().is_some_and(|s| !s.has_pending()));
             let batch = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Ok(()),
-                batch = rx.recv() => match batch {
+                batch = rx.recv(), if accepting => match batch {
                     Some(batch) => batch,
                     None => return Ok(()),
                 },
+                _ = self.shared.reported.notified() => continue,
+                _ = tokio::time::sleep(SPOOL_TICK), if spooling => continue,
             };
-            for mut event in batch {
-                let Some(payload) = self.payload(&mut event) else {
+            for event in batch {
+                let Some(prepared) = self.records.prepare(event, &self.shared.metrics) else {
                     continue;
                 };
-                let (topic, routed) = self.topic_of(&mut event);
-                let key = match &self.records.key {
-                    Some(template) => template
-                        .render(&event)
-                        .map(|k| Arc::from(k.into_bytes()))
-                        .ok()
-                        .or(event.key.take()),
-                    None => event.key.take(),
-                };
-                let headers = self.headers_of(&event);
-                let inflight = Box::new(InFlight {
-                    token: event.ack.take(),
-                    key,
-                    routed,
-                    sent_at: std::time::Instant::now(),
-                    bytes: payload.len(),
-                });
-                let record = Outgoing {
-                    topic: &topic,
-                    payload: &payload,
-                    headers,
-                };
-                if !self.send(record, inflight, &stop).await? {
-                    return Ok(());
+                if self.shared.spooling.load(Ordering::Acquire) {
+                    run.held.push(prepared);
+                    continue;
+                }
+                match self.send_direct(prepared, &stop).await? {
+                    (Sent::Stopped, _) => return Ok(()),
+                    (Sent::Diverted(_), Some(prepared)) => run.held.push(prepared),
+                    _ => {}
                 }
             }
         }
     }
 
-    /// Hands one record to librdkafka, waiting while its queue is full. Returns false when `stop`
-    /// came first (the record is then dropped unsettled).
-    /// The record value, within `max_message_bytes` (less room for key and headers). An event too
-    /// large is cut, dead-lettered (cut too) or dropped per `oversize`, and counted; `None` when
-    /// it was dropped (its acknowledgement settled).
-    fn payload(&self, event: &mut Event) -> Option<Vec<u8>> {
-        let records = &self.records;
-        let limit = records.max_message_bytes.saturating_sub(RECORD_OVERHEAD);
-        let payload = encode(event, records.encoding);
-        if payload.len() <= limit {
-            return Some(payload);
-        }
-        let size = payload.len();
-        let action = match records.oversize {
-            Oversize::Drop => None,
-            Oversize::Truncate => Some("truncated"),
-            Oversize::DeadLetter => {
-                event.topic = records.dead_letter_topic.clone();
-                let reason = format!("{size} bytes, more than max_message_bytes allows ({limit})");
-                let _ = set_field(event, "error.message", Value::String(reason));
-                let _ = set_field(event, "error.type", Value::from("oversize"));
-                Some("dead_lettered")
-            }
+    fn direct_in_flight(&self) -> i64 {
+        self.shared.direct_in_flight.load(Ordering::Acquire)
+    }
+
+    /// Sends one event's record to librdkafka; on `Sent::Diverted` the record comes back, with
+    /// its acknowledgement, for the spool.
+    async fn send_direct(
+        &self,
+        mut prepared: Prepared,
+        stop: &CancellationToken,
+    ) -> Result<(Sent, Option<Prepared>), ProducerError> {
+        let inflight = Box::new(InFlight {
+            token: prepared.token.take(),
+            routed: prepared.routed,
+            sent_at: Instant::now(),
+            bytes: prepared.payload.len(),
+            origin: Origin::Direct,
+        });
+        let outgoing = Outgoing {
+            topic: &prepared.topic,
+            payload: &prepared.payload,
+            key: prepared.key.as_deref(),
+            headers: prepared.headers.clone(),
         };
-        let cut = action.and_then(|_| truncate(event, records.encoding, limit));
-        match (action, cut) {
-            (Some(action), Some(payload)) => {
-                self.shared.metrics.oversize(action, size, limit);
-                Some(payload)
+        match self.send(outgoing, inflight, stop).await? {
+            Sent::Diverted(mut inflight) => {
+                prepared.token = inflight.token.take();
+                Ok((Sent::Diverted(inflight), Some(prepared)))
             }
-            _ => {
-                self.shared.metrics.oversize("dropped", size, limit);
-                // Given up and counted: the source may move past it.
-                if let Some(token) = event.ack.take() {
-                    token.settle();
+            sent => Ok((sent, None)),
+        }
+    }
+
+    /// Takes the delivery callback's news: records librdkafka gave up on go to the spool (or the
+    /// loss policy); replayed frames are marked delivered or failed.
+    async fn take_reports(
+        &self,
+        run: &mut Run<'_>,
+        stop: &CancellationToken,
+    ) -> Result<(), ProducerError> {
+        // Read before taking `diverted`: at zero, every failed direct record is in it.
+        let direct_idle = self.direct_in_flight() == 0;
+        let diverted = std::mem::take(&mut *lock(&self.shared.diverted));
+        let done = std::mem::take(&mut *lock(&self.shared.frames_done));
+        if !diverted.is_empty() {
+            run.failing_since.get_or_insert_with(Instant::now);
+        }
+        match run.spooler.as_deref_mut() {
+            Some(spooler) => {
+                for Diverted { record, token } in diverted {
+                    spooler.hold(record, token);
                 }
+                if direct_idle {
+                    for prepared in run.held.drain(..) {
+                        let (record, token) = prepared.into_spool();
+                        spooler.hold(record, token);
+                    }
+                }
+                for frame in done {
+                    if frame.failed {
+                        run.failing_since.get_or_insert_with(Instant::now);
+                    } else {
+                        run.failing_since = None;
+                    }
+                    spooler.replayed(frame.pos, frame.records, frame.failed);
+                }
+            }
+            None => {
+                for Diverted { record, token } in diverted {
+                    if !self.give_up(record, token, stop).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A record Kafka did not take within `retry_max_elapsed_secs`: dropped, or sent once to the
+    /// dead-letter topic; counted either way. False when `stop` came first.
+    async fn give_up(
+        &self,
+        record: SpoolRecord,
+        token: Option<AckToken>,
+        stop: &CancellationToken,
+    ) -> Result<bool, ProducerError> {
+        let (RetryExhausted::DeadLetter, Some(topic)) =
+            (self.on_retry_exhausted, &self.dead_letter_topic)
+        else {
+            self.shared.metrics.given_up("dropped", 1);
+            settle(token);
+            return Ok(true);
+        };
+        self.shared.metrics.given_up("dead_lettered", 1);
+        let inflight = Box::new(InFlight {
+            token,
+            routed: true,
+            sent_at: Instant::now(),
+            bytes: record.payload.len(),
+            origin: Origin::LastChance,
+        });
+        let outgoing = Outgoing {
+            topic,
+            payload: &record.payload,
+            key: record.key.as_deref(),
+            headers: owned_headers(&record.headers),
+        };
+        Ok(!matches!(
+            self.send(outgoing, inflight, stop).await?,
+            Sent::Stopped
+        ))
+    }
+
+    /// One turn of spooling: write what waits, fsync when due, replay what Kafka may take now,
+    /// and go back to sending directly once everything is delivered. False when `stop` came.
+    async fn spool_step(
+        &self,
+        run: &mut Run<'_>,
+        stop: &CancellationToken,
+    ) -> Result<bool, ProducerError> {
+        let Some(spooler) = run.spooler.as_deref_mut() else {
+            return Ok(true);
+        };
+        let direct_idle = self.direct_in_flight() == 0;
+        if direct_idle && run.held.is_empty() {
+            // Errors are counted and shown on /health by the spooler; records wait and retry.
+            let _ = spooler.write_pending();
+            let _ = spooler.sync_if_due();
+        }
+        if !direct_idle || !self.shared.health.kafka_reachable() {
+            return Ok(true);
+        }
+        let exhausted = self
+            .give_up_after
+            .zip(run.failing_since)
+            .is_some_and(|(limit, since)| since.elapsed() >= limit);
+        while let Some(frame) = spooler.next_replay() {
+            let records = frame.records.len();
+            if exhausted && self.on_retry_exhausted == RetryExhausted::Drop {
+                self.shared.metrics.given_up("dropped", records as u64);
+                spooler.given_up(frame.pos);
+                continue;
+            }
+            if records == 0 {
+                spooler.replayed(frame.pos, 0, false);
+                continue;
+            }
+            let dead_letter = if exhausted {
+                self.shared
+                    .metrics
+                    .given_up("dead_lettered", records as u64);
+                self.dead_letter_topic.clone()
+            } else {
                 None
-            }
-        }
-    }
-
-    /// The record's topic, and whether the event's data chose it (a `route` step, or a `topic`
-    /// template): a pipeline's choice first, then the template, then `fallback_topic`.
-    fn topic_of(&self, event: &mut Event) -> (Arc<str>, bool) {
-        if let Some(topic) = event.topic.take() {
-            return (topic, true);
-        }
-        let template = &self.records.topic;
-        if template.is_static() {
-            return (Arc::clone(&self.static_topic), false);
-        }
-        match template.render(&*event) {
-            Ok(name) if check_topic_name(&name).is_ok() => (Arc::from(name), true),
-            _ => (
-                self.records
-                    .fallback_topic
-                    .clone()
-                    .unwrap_or_else(|| Arc::clone(&self.static_topic)),
-                false,
-            ),
-        }
-    }
-
-    /// Headers whose templates render for this event.
-    fn headers_of(&self, event: &Event) -> Option<OwnedHeaders> {
-        if self.records.headers.is_empty() {
-            return None;
-        }
-        let mut headers = OwnedHeaders::new_with_capacity(self.records.headers.len());
-        for (name, template) in &self.records.headers {
-            if let Ok(value) = template.render(event) {
-                headers = headers.insert(Header {
-                    key: name,
-                    value: Some(&value),
+            };
+            let progress = Arc::new(FrameProgress {
+                pos: frame.pos,
+                records,
+                remaining: AtomicUsize::new(records),
+                failed: AtomicBool::new(false),
+            });
+            for record in &frame.records {
+                let inflight = Box::new(InFlight {
+                    token: None,
+                    // A topic that vanished while records waited is given up, counted.
+                    routed: true,
+                    sent_at: Instant::now(),
+                    bytes: record.payload.len(),
+                    origin: match dead_letter {
+                        Some(_) => Origin::LastChance,
+                        None => Origin::Replay(Arc::clone(&progress)),
+                    },
                 });
+                let outgoing = Outgoing {
+                    topic: dead_letter.as_deref().unwrap_or(&record.topic),
+                    payload: &record.payload,
+                    key: record.key.as_deref(),
+                    headers: owned_headers(&record.headers),
+                };
+                if let Sent::Stopped = self.send(outgoing, inflight, stop).await? {
+                    return Ok(false);
+                }
+            }
+            if dead_letter.is_some() {
+                // Its records are on their last attempt; the frame is done with here.
+                spooler.given_up(frame.pos);
             }
         }
-        Some(headers)
+        if run.held.is_empty() && direct_idle && spooler.is_drained() {
+            self.shared.spooling.store(false, Ordering::Release);
+            run.failing_since = None;
+            tracing::info!("spool drained; sending to Kafka directly again");
+        }
+        Ok(true)
     }
 
+    /// Hands one record to librdkafka, waiting while its queue is full.
     async fn send(
         &self,
         outgoing: Outgoing<'_>,
         mut inflight: Box<InFlight>,
         stop: &CancellationToken,
-    ) -> Result<bool, ProducerError> {
+    ) -> Result<Sent, ProducerError> {
         let Outgoing {
             topic,
             payload,
+            key,
             headers,
         } = outgoing;
         loop {
-            let key = inflight.key.clone();
+            let direct = matches!(inflight.origin, Origin::Direct);
+            if direct && self.shared.spooling.load(Ordering::Acquire) {
+                return Ok(Sent::Diverted(inflight));
+            }
             let mut record = BaseRecord::with_opaque_to(topic, inflight).payload(payload);
             if let Some(headers) = &headers {
                 record = record.headers(headers.clone());
             }
-            if let Some(key) = &key {
-                record = record.key(&key[..]);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            if direct {
+                // Counted before librdkafka can report it.
+                self.shared.direct_in_flight.fetch_add(1, Ordering::AcqRel);
             }
             match self.inner.send(record) {
                 Ok(()) => {
@@ -440,39 +719,60 @@ impl Producer {
                         .fetch_add(size, Ordering::Relaxed)
                         + size;
                     self.shared.metrics.in_flight_bytes.set(bytes.max(0) as f64);
-                    return Ok(true);
+                    return Ok(Sent::Taken);
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
-                    inflight = record.delivery_opaque;
-                    self.shared.metrics.queue_full_waits.increment(1);
-                    tokio::select! {
-                        _ = stop.cancelled() => return Ok(false),
-                        _ = self.shared.reported.notified() => {}
-                        // A report can land between the failed send and the wait.
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                Err((error, record)) => {
+                    if direct {
+                        self.shared.direct_in_flight.fetch_sub(1, Ordering::AcqRel);
                     }
-                }
-                Err((error, mut record)) => {
-                    self.check_failed()?;
-                    match permanent_reason(&error, record.delivery_opaque.routed) {
-                        Some(reason) => {
-                            self.shared.metrics.failed(reason, &error);
-                            if let Some(token) = record.delivery_opaque.token.take() {
-                                token.settle();
-                            }
-                            return Ok(true);
-                        }
-                        None => {
-                            self.shared.metrics.retrying(&error);
-                            inflight = record.delivery_opaque;
-                            tokio::select! {
-                                _ = stop.cancelled() => return Ok(false),
-                                _ = tokio::time::sleep(SEND_RETRY_WAIT) => {}
-                            }
-                        }
+                    inflight = record.delivery_opaque;
+                    match self.refused(&error, &mut inflight, stop).await? {
+                        Refusal::OfferAgain => {}
+                        Refusal::GivenUp => return Ok(Sent::Taken),
+                        Refusal::Stopped => return Ok(Sent::Stopped),
                     }
                 }
             }
+        }
+    }
+
+    /// librdkafka refused a record: wait for room (a full queue) or a moment, or give it up
+    /// (settled, counted) when Kafka can never take it.
+    async fn refused(
+        &self,
+        error: &KafkaError,
+        inflight: &mut InFlight,
+        stop: &CancellationToken,
+    ) -> Result<Refusal, ProducerError> {
+        if let KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) = error {
+            self.shared.metrics.queue_full_waits.increment(1);
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(Refusal::Stopped),
+                _ = self.shared.reported.notified() => {}
+                // A report can land between the failed send and the wait.
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            return Ok(Refusal::OfferAgain);
+        }
+        self.check_failed()?;
+        if let Some(reason) = permanent_reason(error, inflight.routed) {
+            self.shared.metrics.failed(reason, error);
+            settle(inflight.token.take());
+            if let Origin::Replay(frame) = &inflight.origin
+                && frame.report(false)
+            {
+                lock(&self.shared.frames_done).push(FrameDone {
+                    pos: frame.pos,
+                    records: frame.records,
+                    failed: frame.failed.load(Ordering::Relaxed),
+                });
+            }
+            return Ok(Refusal::GivenUp);
+        }
+        self.shared.metrics.retrying(error);
+        tokio::select! {
+            _ = stop.cancelled() => Ok(Refusal::Stopped),
+            _ = tokio::time::sleep(SEND_RETRY_WAIT) => Ok(Refusal::OfferAgain),
         }
     }
 
@@ -482,16 +782,13 @@ impl Producer {
         if let Some((code, reason)) = self.inner.client().fatal_error() {
             return Err(ProducerError::Fatal { code, reason });
         }
-        let failed = self
-            .shared
-            .undeliverable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let failed = lock(&self.shared.undeliverable).clone();
         failed.map_or(Ok(()), |e| Err(ProducerError::Undeliverable(e)))
     }
 
-    /// Waits up to `timeout` for every record handed to librdkafka to be reported.
+    /// Waits up to `timeout` for every record handed to librdkafka to be reported. With a spool,
+    /// records still undelivered then are taken back from librdkafka and spooled, so a file
+    /// deleted meanwhile loses nothing; without one they are read again after the restart.
     pub async fn flush(&self, timeout: Duration) {
         let inner = Arc::clone(&self.inner);
         let flushed = tokio::task::spawn_blocking(move || inner.flush(timeout)).await;
@@ -500,10 +797,33 @@ impl Producer {
             Ok(Err(error)) => tracing::warn!(
                 %error,
                 in_flight = self.shared.health.in_flight(),
-                "shutdown timeout reached with records in flight; they will be read again after restart"
+                "shutdown timeout reached with records in flight"
             ),
             Err(error) => tracing::error!(%error, "flush task failed"),
         }
+        let mut spooler = self.spooler.lock().await;
+        let Some(spooler) = spooler.as_mut() else {
+            return;
+        };
+        if self.shared.health.in_flight() > 0 {
+            self.inner.purge(PurgeConfig::default().queue().inflight());
+            // The purged records' reports come through the delivery thread.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while self.direct_in_flight() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let diverted = std::mem::take(&mut *lock(&self.shared.diverted));
+        if !diverted.is_empty() {
+            tracing::info!(
+                records = diverted.len(),
+                "spooling records Kafka has not taken"
+            );
+        }
+        for Diverted { record, token } in diverted {
+            spooler.hold(record, token);
+        }
+        spooler.close();
     }
 
     /// Asks the brokers for cluster metadata every `interval` and records whether they answered.
@@ -525,49 +845,5 @@ impl Producer {
                 _ = tokio::time::sleep(interval) => {}
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::FileOrigin;
-
-    fn event(line: &str) -> Event {
-        let origin = FileOrigin {
-            host: "h".into(),
-            path: "/var/log/a.log".into(),
-            offset: 0,
-        };
-        Event::from_file_line(line.into(), chrono::DateTime::UNIX_EPOCH, origin)
-    }
-
-    #[test]
-    fn raw_encoding_is_the_line_alone() {
-        assert_eq!(encode(&event("plain line"), Encoding::Raw), b"plain line");
-        let json: Value = serde_json::from_slice(&encode(&event("x"), Encoding::Json)).unwrap();
-        assert_eq!(json["message"], "x");
-    }
-
-    #[test]
-    fn truncation_fits_the_limit_even_with_escapes() {
-        // Quotes double in JSON: the cut must count encoded bytes, not line bytes.
-        let mut e = event(&"\"é".repeat(3000));
-        let payload = truncate(&mut e, Encoding::Json, 2048).expect("fits");
-        assert!(payload.len() <= 2048, "{}", payload.len());
-        let json: Value = serde_json::from_slice(&payload).unwrap();
-        assert_eq!(json["log"]["flags"], serde_json::json!(["truncated"]));
-        assert_eq!(json["log"]["file"]["path"], "/var/log/a.log");
-        let mut raw = event(&"é".repeat(3000));
-        let payload = truncate(&mut raw, Encoding::Raw, 1001).expect("fits");
-        assert!(payload.len() <= 1001 && std::str::from_utf8(&payload).is_ok());
-    }
-
-    #[test]
-    fn an_event_whose_fields_alone_are_too_large_cannot_be_cut_to_fit() {
-        let mut e = event("short");
-        e.fields
-            .insert("blob".into(), Value::String("z".repeat(5000)));
-        assert_eq!(truncate(&mut e, Encoding::Json, 2048), None);
     }
 }

@@ -29,7 +29,7 @@
 //! [`Frame::Corrupt`]; its length field is trusted and reading goes on with the next frame.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::Compression;
@@ -209,15 +209,29 @@ struct Header {
 impl SegmentReader {
     /// Opens a segment for reading from its start.
     pub fn open(path: &Path) -> Result<Self, SegmentError> {
-        let file = File::open(path)?;
+        Self::open_at(path, 0)
+    }
+
+    /// Opens a segment for reading from `offset`, which must be a frame boundary: a frame's
+    /// start (as returned by [`SegmentWriter::append`] or [`SegmentReader::offset`]) or the end
+    /// of the good data. An offset at or past the end reads nothing.
+    pub fn open_at(path: &Path, offset: u64) -> Result<Self, SegmentError> {
+        let mut file = File::open(path)?;
         let file_len = file.metadata()?.len();
+        file.seek(SeekFrom::Start(offset))?;
         Ok(Self {
             reader: BufReader::new(file),
-            pos: 0,
+            pos: offset,
             file_len,
             torn_at: None,
             done: false,
         })
+    }
+
+    /// Where the next frame starts: the end of the last frame read (corrupt ones included).
+    /// Meaningful only while [`SegmentReader::next_frame`] has not failed.
+    pub fn offset(&self) -> u64 {
+        self.pos
     }
 
     /// Reads the next frame; `None` at the end of the segment or at a torn tail.
@@ -821,6 +835,33 @@ mod tests {
                 vec![all[0].clone(), all[1].clone(), extra.clone()]
             );
             std::fs::remove_file(&path).unwrap();
+        }
+    }
+
+    #[test]
+    fn open_at_reads_from_a_frame_boundary() {
+        let dir = TempDir::new().unwrap();
+        let path = seg(&dir);
+        let offsets = write_segment(&path, &batches());
+        let len = std::fs::metadata(&path).unwrap().len();
+
+        let mut reader = SegmentReader::open_at(&path, offsets[1]).unwrap();
+        assert_eq!(reader.offset(), offsets[1]);
+        let mut frames = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            frames.push(frame);
+            if frames.len() == 1 {
+                assert_eq!(reader.offset(), offsets[2]);
+            }
+        }
+        assert_eq!(good_batches(&frames), batches()[1..].to_vec());
+        assert_eq!(reader.offset(), len);
+        assert_eq!(reader.torn_at(), None);
+
+        for at_or_past_end in [len, len + 100] {
+            let mut reader = SegmentReader::open_at(&path, at_or_past_end).unwrap();
+            assert_eq!(reader.next_frame().unwrap(), None);
+            assert_eq!(reader.torn_at(), None);
         }
     }
 

@@ -7,9 +7,11 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -216,6 +218,127 @@ pub fn check_delivery(
     duplicates
 }
 
+/// A TCP proxy to the real broker that can be switched on later: the agent's bootstrap address,
+/// for a broker that is down when the agent starts. It gates bootstrap only: the broker
+/// advertises its own address, so once up, clients connect to it directly (`PrivateBroker` is
+/// for outages later on).
+pub struct Proxy {
+    pub address: String,
+    up: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    /// Listens on a free port; `up` says whether it forwards from the start.
+    pub fn start(target: &str, up: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let address = listener.local_addr().expect("proxy address").to_string();
+        let proxy = Self {
+            address,
+            up: Arc::new(AtomicBool::new(up)),
+        };
+        let (target, up) = (target.to_owned(), Arc::clone(&proxy.up));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !up.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        proxy
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A broker of one test's own (noida-db, the binary `scripts/services.sh` installs), to freeze
+/// with SIGSTOP: a broker that holds its connections but answers nothing, which is what an
+/// overloaded or partitioned broker looks like. The shared broker cannot be frozen (other tests
+/// use it), and a proxy cannot cut it off either: the broker advertises its own address, so
+/// clients connect to it directly after bootstrap.
+pub struct PrivateBroker {
+    pub address: String,
+    child: Child,
+    _data: tempfile::TempDir,
+}
+
+impl PrivateBroker {
+    pub fn start() -> Self {
+        let binary = std::env::var("LOGSHIP_TEST_NOIDA").unwrap_or_else(|_| {
+            panic!(
+                "LOGSHIP_TEST_NOIDA is not set: run the tests through scripts/test.sh, or \
+                 `set -a; . <(scripts/services.sh start); set +a` first"
+            )
+        });
+        let data = tempfile::tempdir().expect("broker data dir");
+        let port = free_port();
+        let child = Command::new(binary)
+            .args([
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--only",
+                "kafka",
+                "--data-dir",
+            ])
+            .arg(data.path())
+            .args(["--kafka-port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start noida-db");
+        let broker = Self {
+            address: format!("127.0.0.1:{port}"),
+            child,
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&broker.address).is_err() {
+            assert!(Instant::now() < deadline, "private broker did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        broker
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal the broker");
+    }
+
+    pub fn freeze(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    pub fn thaw(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.thaw();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -408,6 +531,22 @@ impl Agent {
         } else {
             logship()
         };
+        Self::spawn(setup, config, command)
+    }
+
+    /// Starts the agent in a mount namespace of its own where `data_dir/spool` is a tmpfs of
+    /// `bytes`: a spool disk that fills up (util-linux `unshare`; as root, or with user
+    /// namespaces).
+    pub fn start_with_spool_disk(setup: &Setup, config: &Path, bytes: u64) -> Self {
+        let spool = setup.data.join("spool");
+        std::fs::create_dir_all(&spool).expect("spool dir");
+        let mut command = Command::new("unshare");
+        command.args(["-rm", "sh", "-c"]).arg(format!(
+            "mount -t tmpfs -o size={bytes} tmpfs '{}' && exec '{}' \"$@\"",
+            spool.display(),
+            env!("CARGO_BIN_EXE_logship")
+        ));
+        command.arg("logship");
         Self::spawn(setup, config, command)
     }
 

@@ -12,3 +12,4 @@ mod mock_cluster;
 mod outages;
 mod pipeline;
 mod rotation;
+mod spool;

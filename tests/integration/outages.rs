@@ -2,13 +2,12 @@
 //! starts. Nothing may be lost; duplicates only come from the window that was not checkpointed.
 
 use std::collections::HashMap;
-use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 
 use crate::harness::{
-    Agent, Setup, TopicReader, brokers, check_delivery, create_topic, free_port, paced_writer,
+    Agent, Proxy, Setup, TopicReader, brokers, check_delivery, create_topic, paced_writer,
     write_lines,
 };
 
@@ -95,30 +94,6 @@ fn kill_9_while_shipping_loses_nothing_and_duplicates_stay_in_the_window() {
     drop(agent);
 }
 
-/// A TCP proxy to the real broker that can be switched on later: the agent's bootstrap address.
-fn proxy_to(target: String, port: u16) {
-    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind proxy");
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let Ok(server) = TcpStream::connect(&target) else {
-                continue;
-            };
-            for (mut from, mut to) in [
-                (
-                    client.try_clone().expect("clone"),
-                    server.try_clone().expect("clone"),
-                ),
-                (server, client),
-            ] {
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut from, &mut to);
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        }
-    });
-}
-
 #[test]
 fn broker_down_at_start_keeps_retrying_and_delivers_once_up() {
     let brokers = brokers();
@@ -126,9 +101,9 @@ fn broker_down_at_start_keeps_retrying_and_delivers_once_up() {
     let setup = Setup::new();
     let path = setup.logs.join("app.log");
     let lines = write_lines(&path, "d", 0..20_000);
-    // Nothing listens on the bootstrap port yet: the broker is down.
-    let bootstrap = format!("127.0.0.1:{}", free_port());
-    let config = setup.config(&bootstrap, &topic, "", "");
+    // The proxy the agent bootstraps from forwards nothing yet: the broker is down.
+    let proxy = Proxy::start(&brokers, false);
+    let config = setup.config(&proxy.address, &topic, "", "");
     let agent = Agent::start(&setup, &config);
 
     std::thread::sleep(Duration::from_secs(4));
@@ -142,10 +117,7 @@ fn broker_down_at_start_keeps_retrying_and_delivers_once_up() {
     );
 
     // The broker comes up.
-    proxy_to(
-        brokers.clone(),
-        bootstrap.rsplit_once(':').unwrap().1.parse().unwrap(),
-    );
+    proxy.up();
     let mut reader = TopicReader::new(&brokers, &topic);
     let records = reader.read_until(20_000, Duration::from_secs(2), Duration::from_secs(90));
     let expected = HashMap::from([(path.display().to_string(), lines)]);
@@ -175,9 +147,9 @@ fn files_created_and_rotated_away_while_blocked_are_still_shipped() {
     let path = setup.logs.join("app.log");
     // More than the channel holds (16 read turns of 256 KiB), so the source blocks.
     let mut lines = write_lines(&path, "first", 0..100_000);
-    let bootstrap = format!("127.0.0.1:{}", free_port());
+    let proxy = Proxy::start(&brokers, false);
     // A small in-flight window, so the channel fills and the source blocks.
-    let config = setup.config(&bootstrap, &topic, "", "queue_max_events = 100");
+    let config = setup.config(&proxy.address, &topic, "", "queue_max_events = 100");
     let agent = Agent::start(&setup, &config);
     std::thread::sleep(Duration::from_secs(2));
 
@@ -190,10 +162,7 @@ fn files_created_and_rotated_away_while_blocked_are_still_shipped() {
     lines.extend(write_lines(&path, "third", 0..1_000));
     std::thread::sleep(Duration::from_millis(500));
 
-    proxy_to(
-        brokers.clone(),
-        bootstrap.rsplit_once(':').unwrap().1.parse().unwrap(),
-    );
+    proxy.up();
     let mut reader = TopicReader::new(&brokers, &topic);
     let records = reader.read_until(102_000, Duration::from_secs(2), Duration::from_secs(90));
     let messages: Vec<&str> = records.iter().map(|r| r.message()).collect();

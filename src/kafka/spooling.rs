@@ -1,0 +1,335 @@
+//! The producer's disk side (design invariant 5): what is written to the spool, when it is made
+//! durable, what a full spool does, and how replay is paced. The segment files are
+//! `crate::spool`; when the producer spools and replays is `producer.rs`.
+//!
+//! Records reach the spool in order: first those librdkafka gave up on (in report order), then
+//! new events. Each write is one frame; a record's acknowledgement settles once its frame is
+//! fsynced, so its source's checkpoint may pass it. Replay hands frames back to librdkafka, a few
+//! at a time; a frame is delivered when every record in it was acknowledged. When one fails, the
+//! frames in flight are waited for, the spool rewinds to its oldest undelivered frame, and replay
+//! starts again after an exponential backoff with jitter.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::ack::AckToken;
+use crate::config::{SpoolSettings, WhenFull};
+use crate::health::Health;
+use crate::metrics::SpoolMetrics;
+use crate::spool::{FramePos, ReadFrame, Spool, SpoolError, SpoolRecord};
+
+/// Frames handed to librdkafka for replay and not yet all reported. librdkafka's own queue bound
+/// (`queue_max_bytes`) still applies below this.
+const REPLAY_FRAMES_IN_FLIGHT: usize = 8;
+
+/// Exponential backoff with full jitter: each wait is random in [base/2, current], and current
+/// doubles up to `max`.
+#[derive(Debug)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    current: Duration,
+    random: RandomState,
+    attempt: u64,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max,
+            current: base,
+            random: RandomState::new(),
+            attempt: 0,
+        }
+    }
+
+    /// The next wait.
+    pub fn next_wait(&mut self) -> Duration {
+        self.attempt += 1;
+        let low = self.base / 2;
+        let span = self.current.saturating_sub(low).as_millis() as u64;
+        let jitter = self.random.hash_one(self.attempt) % span.max(1);
+        self.current = (self.current * 2).min(self.max);
+        low + Duration::from_millis(jitter)
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.base;
+    }
+}
+
+/// Why the spool could not take records just now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Full, with `when_full = "block"`: wait for replay to free room.
+    Full,
+    /// A write failed (a full disk, for example): try again later.
+    WriteFailed,
+}
+
+/// The spool as the producer uses it.
+pub struct Spooler {
+    spool: Spool,
+    when_full: WhenFull,
+    max_bytes: u64,
+    fsync_interval: Option<Duration>,
+    /// Records to write next, in order, and the acknowledgements they carry.
+    pending: Vec<SpoolRecord>,
+    pending_tokens: Vec<AckToken>,
+    /// Acknowledgements of records written but not yet fsynced.
+    unsynced: Vec<AckToken>,
+    last_sync: Instant,
+    /// Frames handed to librdkafka for replay and not yet reported.
+    replaying: usize,
+    /// A replayed frame failed: rewind once the others are reported.
+    replay_failed: bool,
+    backoff: Backoff,
+    next_attempt: Instant,
+    health: Arc<Health>,
+    metrics: SpoolMetrics,
+}
+
+impl Spooler {
+    /// Opens the spool directory, recovering what a previous run left (never blocks on damage).
+    pub fn open(
+        settings: &SpoolSettings,
+        backoff: Backoff,
+        health: Arc<Health>,
+    ) -> Result<Self, SpoolError> {
+        let (spool, report) = Spool::open(settings.store.clone())?;
+        if report.records > 0 || report.corrupt_frames > 0 || !report.moved_aside.is_empty() {
+            tracing::info!(
+                dir = %settings.store.dir.display(),
+                segments = report.segments,
+                records = report.records,
+                corrupt_frames = report.corrupt_frames,
+                torn_bytes = report.torn_bytes,
+                moved_aside = report.moved_aside.len(),
+                "spool recovered; its records are replayed before new events"
+            );
+        }
+        for (path, reason) in &report.moved_aside {
+            tracing::error!(path = %path.display(), reason, "unreadable spool segment moved aside");
+        }
+        let spooler = Self {
+            spool,
+            when_full: settings.when_full,
+            max_bytes: settings.store.max_bytes,
+            fsync_interval: settings.fsync_interval,
+            pending: Vec::new(),
+            pending_tokens: Vec::new(),
+            unsynced: Vec::new(),
+            last_sync: Instant::now(),
+            replaying: 0,
+            replay_failed: false,
+            backoff,
+            next_attempt: Instant::now(),
+            health,
+            metrics: SpoolMetrics::default(),
+        };
+        spooler.update_gauges();
+        Ok(spooler)
+    }
+
+    /// Queues one record for the next write.
+    pub fn hold(&mut self, record: SpoolRecord, token: Option<AckToken>) {
+        self.pending.push(record);
+        self.pending_tokens.extend(token);
+    }
+
+    /// Whether records wait to be written (the spool was full or a write failed).
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Writes the queued records as one frame and, with `fsync = "batch"`, makes them durable
+    /// and settles their acknowledgements. A full spool keeps them queued (`block`) or drops
+    /// them, counted (`drop_newest`).
+    pub fn write_pending(&mut self) -> Result<(), Refused> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let estimate: u64 = self
+            .pending
+            .iter()
+            .map(|r| (r.payload.len() + r.topic.len() + 64) as u64)
+            .sum();
+        if !self.spool.fits(estimate) {
+            match self.when_full {
+                WhenFull::Block => return Err(Refused::Full),
+                WhenFull::DropNewest => {
+                    self.metrics
+                        .dropped(self.pending.len() as u64, self.max_bytes);
+                    self.pending.clear();
+                    // Given up and counted: the sources may move past them (invariant 3).
+                    for token in self.pending_tokens.drain(..) {
+                        token.settle();
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        if let Err(error) = self.spool.append(&self.pending) {
+            self.write_failed(&error);
+            return Err(Refused::WriteFailed);
+        }
+        self.metrics.written.increment(self.pending.len() as u64);
+        self.pending.clear();
+        self.unsynced.append(&mut self.pending_tokens);
+        self.update_gauges();
+        if self.fsync_interval.is_none() {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// With `fsync = "interval"`: fsyncs when the interval has passed.
+    pub fn sync_if_due(&mut self) -> Result<(), Refused> {
+        match self.fsync_interval {
+            Some(interval) if self.last_sync.elapsed() >= interval => self.sync(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes every written record durable, then settles their acknowledgements.
+    pub fn sync(&mut self) -> Result<(), Refused> {
+        self.last_sync = Instant::now();
+        if self.unsynced.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.spool.sync() {
+            self.write_failed(&error);
+            return Err(Refused::WriteFailed);
+        }
+        self.health.set_spool_writable(true);
+        for token in self.unsynced.drain(..) {
+            token.settle();
+        }
+        Ok(())
+    }
+
+    fn write_failed(&self, error: &SpoolError) {
+        self.health.set_spool_writable(false);
+        self.metrics.write_failed(error);
+    }
+
+    /// The next frame to replay, when replay may go on: no failure being handled, the backoff
+    /// passed, fewer than `REPLAY_FRAMES_IN_FLIGHT` frames out.
+    pub fn next_replay(&mut self) -> Option<ReadFrame> {
+        if self.replay_failed
+            || self.replaying >= REPLAY_FRAMES_IN_FLIGHT
+            || Instant::now() < self.next_attempt
+            || !self.spool.has_unread()
+        {
+            return None;
+        }
+        match self.spool.next_frame() {
+            Ok(Some(frame)) => {
+                self.replaying += 1;
+                self.update_gauges();
+                Some(frame)
+            }
+            Ok(None) => {
+                self.update_gauges();
+                None
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot read the spool; replay retries later");
+                self.next_attempt = Instant::now() + self.backoff.next_wait();
+                None
+            }
+        }
+    }
+
+    /// Every record of a replayed frame was reported. A frame delivered (or given up, counted)
+    /// is done; a failed one makes the spool rewind once the frames still out are reported.
+    pub fn replayed(&mut self, pos: FramePos, records: usize, failed: bool) {
+        self.replaying = self.replaying.saturating_sub(1);
+        if failed {
+            self.replay_failed = true;
+        } else {
+            self.metrics.replayed.increment(records as u64);
+            self.backoff.reset();
+            if let Err(error) = self.spool.delivered(pos) {
+                tracing::warn!(%error, "cannot record spool progress; some records may be replayed twice after a restart");
+            }
+        }
+        if self.replay_failed && self.replaying == 0 {
+            self.spool.rewind();
+            self.replay_failed = false;
+            let wait = self.backoff.next_wait();
+            self.next_attempt = Instant::now() + wait;
+            self.metrics.replay_retries.increment(1);
+            tracing::warn!(
+                wait_ms = wait.as_millis() as u64,
+                "replay from the spool failed; retrying from the oldest undelivered record"
+            );
+        }
+        self.update_gauges();
+    }
+
+    /// A replayed frame whose records were given up (`retry_max_elapsed_secs`, counted by the
+    /// caller): it is done with.
+    pub fn given_up(&mut self, pos: FramePos) {
+        self.replaying = self.replaying.saturating_sub(1);
+        if let Err(error) = self.spool.delivered(pos) {
+            tracing::warn!(%error, "cannot record spool progress");
+        }
+        self.update_gauges();
+    }
+
+    /// Nothing left: no record waiting, unread, unsynced or out for replay.
+    pub fn is_drained(&self) -> bool {
+        self.pending.is_empty()
+            && self.unsynced.is_empty()
+            && self.replaying == 0
+            && self.spool.is_drained()
+    }
+
+    /// Records in the spool not yet delivered.
+    pub fn has_unread(&self) -> bool {
+        self.spool.has_unread()
+    }
+
+    /// Writes what is queued and fsyncs, at shutdown; records that cannot be written are read
+    /// again from their sources after the restart.
+    pub fn close(&mut self) {
+        if self.write_pending().is_ok() && self.sync().is_ok() {
+            if let Err(error) = self.spool.persist_position() {
+                tracing::warn!(%error, "cannot record spool progress at shutdown");
+            }
+        } else if !self.pending.is_empty() {
+            tracing::warn!(
+                records = self.pending.len(),
+                "records could not be spooled at shutdown; they are read again from their sources"
+            );
+        }
+    }
+
+    fn update_gauges(&self) {
+        let stats = self.spool.stats();
+        self.metrics.bytes.set(stats.bytes as f64);
+        self.metrics.segments.set(stats.segments as f64);
+        self.metrics.records.set(stats.records as f64);
+        self.metrics
+            .losses(stats.corrupt_frames_total, stats.lost_segments_total);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_up_to_its_maximum() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
+        let waits: Vec<Duration> = (0..10).map(|_| backoff.next_wait()).collect();
+        assert!(waits.iter().all(|w| *w >= Duration::from_millis(50)));
+        assert!(waits.iter().all(|w| *w <= Duration::from_millis(1000)));
+        assert!(waits[6..].iter().any(|w| *w > Duration::from_millis(200)));
+        backoff.reset();
+        assert!(backoff.next_wait() <= Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,468 @@
+//! The disk spool against brokers that stop answering: records Kafka cannot take go to
+//! `data_dir/spool` and come back in order; kill -9 while spooling or replaying loses nothing;
+//! a damaged spool is counted and survived; a full spool blocks or drops (counted); a full disk
+//! turns /health red.
+//!
+//! Outages freeze a broker of the test's own (`PrivateBroker`, SIGSTOP): the shared broker serves
+//! other tests meanwhile.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use logship::spool::segment::{SegmentWriter, SpoolRecord};
+
+use crate::harness::{
+    Agent, PrivateBroker, Setup, TopicReader, brokers, check_delivery, create_topic, write_lines,
+};
+
+/// Records go to the spool after 1 s in librdkafka without an acknowledgement.
+const FAST_SPOOL: &str = "message_timeout_ms = 1000";
+
+/// Polls until `metric` is at least `value`.
+fn wait_for_at_least(agent: &Agent, metric: &str, value: f64, timeout: Duration) -> f64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = agent.metric(metric).unwrap_or(0.0);
+        if now >= value {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{metric} is {now}, not at least {value}, after {timeout:?}; log:\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls until `metric` stops changing for `quiet`.
+fn wait_until_steady(agent: &Agent, metric: &str, quiet: Duration, timeout: Duration) -> f64 {
+    let deadline = Instant::now() + timeout;
+    let mut last = agent.metric(metric).unwrap_or(0.0);
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = agent.metric(metric).unwrap_or(0.0);
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= quiet {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "{metric} never settled");
+    }
+}
+
+/// Per file, the first arrival of each line is in written order (one partition).
+fn assert_in_order_per_file(messages: &[&str], files: &[Vec<String>]) {
+    let mut position: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (f, lines) in files.iter().enumerate() {
+        for (i, line) in lines.iter().enumerate() {
+            position.insert(line, (f, i));
+        }
+    }
+    let mut next = vec![0usize; files.len()];
+    for message in messages {
+        let (f, i) = position[message];
+        if i < next[f] {
+            continue; // a duplicate from a replay retry
+        }
+        assert_eq!(
+            i, next[f],
+            "file {f}: line {i} arrived before line {}",
+            next[f]
+        );
+        next[f] = i + 1;
+    }
+}
+
+/// The outage: a broker frozen for 60 s while 20,000 lines/s are written, with rename
+/// rotation every 10 s and each rotated file deleted 5 s later. Deleted files' lines can only
+/// come from the spool; all arrive, in order per file.
+#[test]
+fn a_60_second_outage_with_rotation_and_deletion_loses_nothing() {
+    const RATE: usize = 20_000;
+    let broker = PrivateBroker::start();
+    let topic = create_topic(&broker.address, "outage", 1);
+    let setup = Setup::new();
+    let config = setup.config(&broker.address, &topic, "", FAST_SPOOL);
+    let agent = Agent::start(&setup, &config);
+    let path = setup.logs.join("app.log");
+
+    let mut files: Vec<Vec<String>> = Vec::new();
+    let mut deletions: Vec<(Instant, PathBuf)> = Vec::new();
+    let started = Instant::now();
+    let mut frozen = false;
+    let mut written = 0;
+    // 10 s before the outage, 60 s of it, 10 s after.
+    for second in 0..80 {
+        if second == 10 {
+            broker.freeze();
+            frozen = true;
+        }
+        if second == 70 {
+            broker.thaw();
+            frozen = false;
+        }
+        if second % 10 == 0 {
+            if second > 0 {
+                let rotated = setup.logs.join(format!("app.log.{second}"));
+                std::fs::rename(&path, &rotated).expect("rotate");
+                deletions.push((Instant::now() + Duration::from_secs(5), rotated));
+            }
+            files.push(Vec::new());
+        }
+        for tenth in 0..10 {
+            let prefix = format!("g{}", files.len());
+            let end = written + RATE / 10;
+            let lines = write_lines(&path, &prefix, written..end);
+            files.last_mut().expect("a file").extend(lines);
+            written = end;
+            deletions.retain(|(when, rotated)| {
+                let due = Instant::now() >= *when;
+                if due {
+                    std::fs::remove_file(rotated).expect("delete rotated file");
+                }
+                !due
+            });
+            let due = Duration::from_millis(second * 1000 + (tenth + 1) * 100);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    assert!(!frozen);
+    for (_, rotated) in deletions {
+        std::fs::remove_file(rotated).expect("delete rotated file");
+    }
+    let spooled = agent
+        .metric("logship_spool_records_written_total")
+        .unwrap_or(0.0);
+    assert!(
+        spooled > 100_000.0,
+        "only {spooled} records were spooled during the outage"
+    );
+
+    let total = written;
+    let mut reader = TopicReader::new(&broker.address, &topic);
+    let records = reader.read_until(total, Duration::from_secs(3), Duration::from_secs(240));
+    let messages: Vec<&str> = records.iter().map(|r| r.message()).collect();
+    let arrived: std::collections::HashSet<&str> = messages.iter().copied().collect();
+    let missing = files
+        .iter()
+        .flatten()
+        .filter(|l| !arrived.contains(l.as_str()))
+        .count();
+    assert_eq!(missing, 0, "{missing} of {total} lines lost");
+    assert_in_order_per_file(&messages, &files);
+    let duplicates = records.len() - total;
+    println!(
+        "outage: {total} lines written in {:?}, {spooled} spooled, {duplicates} duplicates",
+        started.elapsed()
+    );
+    let replayed = wait_for_at_least(
+        &agent,
+        "logship_spool_records_replayed_total",
+        spooled,
+        Duration::from_secs(30),
+    );
+    assert!(replayed >= spooled);
+    agent.wait_for_metric("logship_spool_records", 0.0, Duration::from_secs(30));
+    agent.wait_for_metric("logship_spool_segments", 0.0, Duration::from_secs(30));
+}
+
+/// kill -9 while records go to the spool, and again while they come back from it.
+#[test]
+fn kill_9_while_spooling_and_while_replaying_loses_nothing() {
+    let broker = PrivateBroker::start();
+    let topic = create_topic(&broker.address, "spool-kill9", 1);
+    let setup = Setup::new();
+    let config = setup.config(&broker.address, &topic, "", FAST_SPOOL);
+    let path = setup.logs.join("app.log");
+    let mut lines = write_lines(&path, "a", 0..1_000);
+    let agent = Agent::start(&setup, &config);
+    wait_for_at_least(
+        &agent,
+        &format!("logship_kafka_events_delivered_total{{topic=\"{topic}\"}}"),
+        1_000.0,
+        Duration::from_secs(30),
+    );
+    broker.freeze();
+    lines.extend(write_lines(&path, "b", 0..300_000));
+    wait_for_at_least(
+        &agent,
+        "logship_spool_records_written_total",
+        50_000.0,
+        Duration::from_secs(60),
+    );
+    agent.kill9();
+
+    // Restart while the broker is still frozen: the spool is recovered, more is spooled.
+    lines.extend(write_lines(&path, "c", 0..100_000));
+    let agent = Agent::start(&setup, &config);
+    wait_for_at_least(
+        &agent,
+        "logship_spool_records_written_total",
+        10_000.0,
+        Duration::from_secs(60),
+    );
+    broker.thaw();
+    wait_for_at_least(
+        &agent,
+        "logship_spool_records_replayed_total",
+        1.0,
+        Duration::from_secs(60),
+    );
+    agent.kill9();
+
+    let agent = Agent::start(&setup, &config);
+    let total = lines.len();
+    let mut reader = TopicReader::new(&broker.address, &topic);
+    let records = reader.read_until(total, Duration::from_secs(3), Duration::from_secs(180));
+    let expected = HashMap::from([(path.display().to_string(), lines)]);
+    let duplicates = check_delivery(records, &expected, 2);
+    println!("kill -9 while spooling and replaying: {total} lines, {duplicates} duplicates");
+    agent.wait_for_metric("logship_spool_records", 0.0, Duration::from_secs(30));
+}
+
+fn spooled(topic: &str, message: &str) -> SpoolRecord {
+    let value = serde_json::json!({
+        "message": message,
+        "log": {"file": {"path": "/spooled.log"}, "offset": 0},
+    });
+    SpoolRecord {
+        topic: topic.to_owned(),
+        key: None,
+        headers: Vec::new(),
+        payload: serde_json::to_vec(&value).expect("json"),
+    }
+}
+
+/// Writes one segment of `frames` frames of 10 records each; returns the frames' offsets.
+fn write_segment(path: &Path, topic: &str, name: &str, frames: usize) -> Vec<u64> {
+    let mut writer = SegmentWriter::create(path).expect("segment");
+    let offsets = (0..frames)
+        .map(|f| {
+            let records: Vec<SpoolRecord> = (0..10)
+                .map(|r| spooled(topic, &format!("{name} frame {f} record {r}")))
+                .collect();
+            writer.append(&records).expect("append")
+        })
+        .collect();
+    writer.sync().expect("sync");
+    offsets
+}
+
+/// A segment with a flipped byte, one with a torn tail, a zero-length one and one that cannot
+/// be read: the agent starts, counts them, delivers every good record, and goes on shipping.
+#[test]
+fn a_damaged_spool_is_counted_and_the_agent_goes_on() {
+    let brokers = brokers();
+    let topic = create_topic(&brokers, "damaged-spool", 1);
+    let setup = Setup::new();
+    let spool = setup.data.join("spool");
+    std::fs::create_dir_all(&spool).expect("spool dir");
+    let segment = |id: u64| spool.join(format!("{id:020}.seg"));
+
+    let flipped = write_segment(&segment(1), &topic, "flipped", 3);
+    let mut bytes = std::fs::read(segment(1)).expect("read");
+    bytes[flipped[1] as usize + 20] ^= 0xff;
+    std::fs::write(segment(1), bytes).expect("write");
+    write_segment(&segment(2), &topic, "torn", 2);
+    let len = std::fs::metadata(segment(2)).expect("len").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment(2))
+        .and_then(|f| f.set_len(len - 7))
+        .expect("tear");
+    std::fs::File::create(segment(3)).expect("empty segment");
+    std::fs::create_dir(segment(4)).expect("unreadable segment");
+
+    let config = setup.config(&brokers, &topic, "", "");
+    let agent = Agent::start(&setup, &config);
+    let new_lines = write_lines(&setup.logs.join("app.log"), "new", 0..100);
+    let mut reader = TopicReader::new(&brokers, &topic);
+    // flipped: frames 0 and 2; torn: frame 0; then the new lines.
+    let records = reader.read_until(130, Duration::from_secs(2), Duration::from_secs(60));
+    let mut messages: Vec<&str> = records.iter().map(|r| r.message()).collect();
+    let spooled_first: Vec<&str> = messages.drain(..30).collect();
+    let expected: Vec<String> = [("flipped", 0), ("flipped", 2), ("torn", 0)]
+        .iter()
+        .flat_map(|(name, f)| (0..10).map(move |r| format!("{name} frame {f} record {r}")))
+        .collect();
+    assert_eq!(spooled_first, expected, "spooled records first, in order");
+    assert_eq!(messages, new_lines, "then the new lines");
+    assert_eq!(
+        agent.metric("logship_spool_corrupt_frames_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        agent.metric("logship_spool_segments_moved_aside_total"),
+        Some(1.0)
+    );
+    assert!(
+        spool
+            .join("damaged")
+            .join(format!("{:020}.seg", 4))
+            .exists()
+    );
+    assert!(!segment(3).exists(), "the empty segment is removed");
+    agent.wait_for_metric("logship_spool_segments", 0.0, Duration::from_secs(10));
+    assert_eq!(agent.health().0, 200, "{}", agent.health().1);
+}
+
+/// A spool of 1 MiB: a long outage fills it.
+fn small_spool(when_full: &str) -> String {
+    format!(
+        "{FAST_SPOOL}\n[spool]\nmax_bytes = 1048576\nsegment_max_bytes = 65536\nwhen_full = \"{when_full}\""
+    )
+}
+
+/// Lines that compress about as badly as real logs do (zlib would shrink the numbered test
+/// lines twentyfold, and the spool would hardly fill).
+fn noisy_lines(path: &Path, count: usize) -> Vec<String> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open");
+    let lines: Vec<String> = (0..count)
+        .map(|i| {
+            format!(
+                "line {i:08} {:016x}{:016x}",
+                rand::random::<u64>(),
+                rand::random::<u64>()
+            )
+        })
+        .collect();
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    file.write_all(text.as_bytes()).expect("write");
+    lines
+}
+
+#[test]
+fn a_full_spool_that_blocks_pauses_the_source_and_loses_nothing() {
+    let broker = PrivateBroker::start();
+    let topic = create_topic(&broker.address, "spool-block", 1);
+    let setup = Setup::new();
+    let config = setup.config(&broker.address, &topic, "", &small_spool("block"));
+    let agent = Agent::start(&setup, &config);
+    broker.freeze();
+    let path = setup.logs.join("app.log");
+    let lines = noisy_lines(&path, 100_000);
+    let written = wait_until_steady(
+        &agent,
+        "logship_spool_records_written_total",
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    );
+    let bytes = agent.metric("logship_spool_bytes").unwrap_or(0.0);
+    assert!(
+        bytes <= 1_048_576.0 + 65_536.0,
+        "spool holds {bytes} bytes, over max_bytes"
+    );
+    assert!(written < 100_000.0, "everything fit: the spool is not full");
+    let size = std::fs::metadata(&path).expect("size").len();
+    let checkpoint = setup.checkpoint_offsets()[&path.display().to_string()];
+    assert!(checkpoint < size, "the source went on past a full spool");
+
+    broker.thaw();
+    let mut reader = TopicReader::new(&broker.address, &topic);
+    let records = reader.read_until(
+        lines.len(),
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    );
+    let expected = HashMap::from([(path.display().to_string(), lines)]);
+    check_delivery(records, &expected, 1);
+    assert_eq!(
+        agent.metric("logship_spool_records_dropped_total"),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn a_full_spool_that_drops_newest_counts_exactly_what_it_dropped() {
+    let broker = PrivateBroker::start();
+    let topic = create_topic(&broker.address, "spool-drop", 1);
+    let setup = Setup::new();
+    let config = setup.config(&broker.address, &topic, "", &small_spool("drop_newest"));
+    let agent = Agent::start(&setup, &config);
+    broker.freeze();
+    let path = setup.logs.join("app.log");
+    let lines = noisy_lines(&path, 100_000);
+    // Every line is spooled or dropped; the checkpoint passes both.
+    setup.wait_for_checkpoints_at_eof([path.as_path()]);
+    let dropped = agent
+        .metric("logship_spool_records_dropped_total")
+        .unwrap_or(0.0) as usize;
+    assert!(dropped > 0, "nothing dropped: the spool never filled");
+
+    broker.thaw();
+    let mut reader = TopicReader::new(&broker.address, &topic);
+    let records = reader.read_until(
+        lines.len() - dropped,
+        Duration::from_secs(5),
+        Duration::from_secs(120),
+    );
+    let arrived: std::collections::HashSet<&str> = records.iter().map(|r| r.message()).collect();
+    assert_eq!(arrived.len(), records.len(), "no duplicates");
+    assert_eq!(
+        arrived.len() + dropped,
+        lines.len(),
+        "delivered plus dropped is every line"
+    );
+}
+
+/// The spool's disk fills (a 256 KiB tmpfs): /health turns red with the reason, the agent keeps
+/// running, and once Kafka is back everything is delivered.
+#[test]
+fn a_full_spool_disk_turns_health_red_without_crashing() {
+    let broker = PrivateBroker::start();
+    let topic = create_topic(&broker.address, "spool-disk-full", 1);
+    let setup = Setup::new();
+    let config = setup.config(
+        &broker.address,
+        &topic,
+        "",
+        &format!("{FAST_SPOOL}\n[spool]\nsegment_max_bytes = 65536"),
+    );
+    let agent = Agent::start_with_spool_disk(&setup, &config, 256 * 1024);
+    agent.health();
+    broker.freeze();
+    let path = setup.logs.join("app.log");
+    let lines = noisy_lines(&path, 50_000);
+    wait_for_at_least(
+        &agent,
+        "logship_spool_write_errors_total",
+        1.0,
+        Duration::from_secs(60),
+    );
+    let (status, health) = agent.health();
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["spool_writable"], false, "{health}");
+    assert!(
+        agent.log_text().contains("cannot write to the spool"),
+        "the log says why"
+    );
+
+    broker.thaw();
+    let mut reader = TopicReader::new(&broker.address, &topic);
+    let records = reader.read_until(
+        lines.len(),
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    );
+    let expected = HashMap::from([(path.display().to_string(), lines)]);
+    check_delivery(records, &expected, 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agent.health().0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "health stayed red: {}",
+            agent.health().1
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
