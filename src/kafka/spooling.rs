@@ -23,6 +23,10 @@ use crate::spool::{FramePos, ReadFrame, Spool, SpoolError, SpoolRecord};
 /// (`queue_max_bytes`) still applies below this.
 const REPLAY_FRAMES_IN_FLIGHT: usize = 8;
 
+/// Largest frame written, by its records' size before compression (a read turn is 256 KiB of
+/// lines; its JSON records about twice that).
+const FRAME_MAX_BYTES: u64 = 1024 * 1024;
+
 /// Exponential backoff with full jitter: each wait is random in [base/2, current], and current
 /// doubles up to `max`.
 #[derive(Debug)]
@@ -77,7 +81,11 @@ pub struct Spooler {
     fsync_interval: Option<Duration>,
     /// Records to write next, in order, and the acknowledgements they carry.
     pending: Vec<SpoolRecord>,
-    pending_tokens: Vec<AckToken>,
+    pending_tokens: Vec<Option<AckToken>>,
+    /// Largest frame written, by the records' size before compression.
+    frame_max_bytes: u64,
+    /// The last write or fsync succeeded.
+    writable: bool,
     /// Acknowledgements of records written but not yet fsynced.
     unsynced: Vec<AckToken>,
     last_sync: Instant,
@@ -120,6 +128,8 @@ impl Spooler {
             fsync_interval: settings.fsync_interval,
             pending: Vec::new(),
             pending_tokens: Vec::new(),
+            frame_max_bytes: (settings.store.segment_max_bytes / 2).min(FRAME_MAX_BYTES),
+            writable: true,
             unsynced: Vec::new(),
             last_sync: Instant::now(),
             replaying: 0,
@@ -136,7 +146,7 @@ impl Spooler {
     /// Queues one record for the next write.
     pub fn hold(&mut self, record: SpoolRecord, token: Option<AckToken>) {
         self.pending.push(record);
-        self.pending_tokens.extend(token);
+        self.pending_tokens.push(token);
     }
 
     /// Whether records wait to be written (the spool was full or a write failed).
@@ -144,45 +154,70 @@ impl Spooler {
         !self.pending.is_empty()
     }
 
-    /// Writes the queued records as one frame and, with `fsync = "batch"`, makes them durable
-    /// and settles their acknowledgements. A full spool keeps them queued (`block`) or drops
-    /// them, counted (`drop_newest`).
+    /// Writes the queued records, one frame per `frame_max_bytes` of them, and, with
+    /// `fsync = "batch"`, makes them durable and settles their acknowledgements. A full spool
+    /// keeps the rest queued (`block`) or drops it, counted (`drop_newest`); a failed write keeps
+    /// it queued for the next attempt.
     pub fn write_pending(&mut self) -> Result<(), Refused> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let estimate: u64 = self
-            .pending
-            .iter()
-            .map(|r| (r.payload.len() + r.topic.len() + 64) as u64)
-            .sum();
-        if !self.spool.fits(estimate) {
-            match self.when_full {
-                WhenFull::Block => return Err(Refused::Full),
-                WhenFull::DropNewest => {
-                    self.metrics
-                        .dropped(self.pending.len() as u64, self.max_bytes);
-                    self.pending.clear();
-                    // Given up and counted: the sources may move past them (invariant 3).
-                    for token in self.pending_tokens.drain(..) {
-                        token.settle();
-                    }
-                    return Ok(());
-                }
+        let written = self.write_frames();
+        if written > 0 {
+            self.metrics.written.increment(written as u64);
+            self.update_gauges();
+            if self.fsync_interval.is_none() {
+                self.sync()?;
             }
         }
-        if let Err(error) = self.spool.append(&self.pending) {
-            self.write_failed(&error);
-            return Err(Refused::WriteFailed);
+        match (self.pending.is_empty(), self.when_full) {
+            (true, _) => Ok(()),
+            (false, _) if !self.writable => Err(Refused::WriteFailed),
+            (false, WhenFull::Block) => Err(Refused::Full),
+            (false, WhenFull::DropNewest) => {
+                self.metrics
+                    .dropped(self.pending.len() as u64, self.max_bytes);
+                self.pending.clear();
+                // Given up and counted: the sources may move past them (invariant 3).
+                self.pending_tokens
+                    .drain(..)
+                    .flatten()
+                    .for_each(AckToken::settle);
+                Ok(())
+            }
         }
-        self.metrics.written.increment(self.pending.len() as u64);
-        self.pending.clear();
-        self.unsynced.append(&mut self.pending_tokens);
-        self.update_gauges();
-        if self.fsync_interval.is_none() {
-            self.sync()?;
+    }
+
+    /// Appends frames from the front of the queue while they fit and the disk takes them;
+    /// returns how many records were written.
+    fn write_frames(&mut self) -> usize {
+        let mut written = 0;
+        while !self.pending.is_empty() {
+            let mut size = 0;
+            let end = self
+                .pending
+                .iter()
+                .position(|r| {
+                    size += (r.payload.len() + r.topic.len() + 64) as u64;
+                    size > self.frame_max_bytes
+                })
+                .unwrap_or(self.pending.len())
+                .max(1);
+            let estimate = self.pending[..end]
+                .iter()
+                .map(|r| (r.payload.len() + r.topic.len() + 64) as u64)
+                .sum();
+            if !self.spool.fits(estimate) {
+                break;
+            }
+            if let Err(error) = self.spool.append(&self.pending[..end]) {
+                self.write_failed(&error);
+                break;
+            }
+            self.writable = true;
+            self.pending.drain(..end);
+            self.unsynced
+                .extend(self.pending_tokens.drain(..end).flatten());
+            written += end;
         }
-        Ok(())
+        written
     }
 
     /// With `fsync = "interval"`: fsyncs when the interval has passed.
@@ -203,6 +238,7 @@ impl Spooler {
             self.write_failed(&error);
             return Err(Refused::WriteFailed);
         }
+        self.writable = true;
         self.health.set_spool_writable(true);
         for token in self.unsynced.drain(..) {
             token.settle();
@@ -210,7 +246,8 @@ impl Spooler {
         Ok(())
     }
 
-    fn write_failed(&self, error: &SpoolError) {
+    fn write_failed(&mut self, error: &SpoolError) {
+        self.writable = false;
         self.health.set_spool_writable(false);
         self.metrics.write_failed(error);
     }

@@ -49,7 +49,7 @@ const SEGMENT_ID_DIGITS: usize = 20;
 const SEGMENT_SUFFIX: &str = ".seg";
 /// [`Spool::delivered`] persists the position at most this often (and whenever it deleted a
 /// segment).
-const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+const PERSIST_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where the spool lives and how large it may grow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -507,7 +507,7 @@ impl Spool {
         if self.persisted == Some(target) {
             return Ok(());
         }
-        self.last_persist = Some(Instant::now()); // failures too: `delivered` retries in a second
+        self.last_persist = Some(Instant::now()); // failures too: `delivered` retries after the interval
         write_position(&self.settings.dir, target)?;
         self.persisted = Some(target);
         Ok(())

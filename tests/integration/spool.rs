@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use logship::spool::segment::{SegmentWriter, SpoolRecord};
 
 use crate::harness::{
-    Agent, PrivateBroker, Setup, TopicReader, brokers, check_delivery, create_topic, write_lines,
+    Agent, PrivateBroker, Record, Setup, TopicReader, brokers, create_topic, write_lines,
 };
 
 /// Records go to the spool after 1 s in librdkafka without an acknowledgement.
@@ -53,7 +53,30 @@ fn wait_until_steady(agent: &Agent, metric: &str, quiet: Duration, timeout: Dura
     }
 }
 
-/// Per file, the first arrival of each line is in written order (one partition).
+/// Every line arrived, and per file the first arrival of each line is in written order (one
+/// partition). Duplicates are allowed: a record whose delivery timed out while the broker was
+/// frozen may still have been written once the broker woke, and is spooled and replayed too;
+/// a kill -9 during replay resends what was delivered since the spool's last position write.
+/// Returns how many there were.
+fn assert_all_arrived_in_order(records: &[Record], files: &[Vec<String>]) -> usize {
+    let messages: Vec<&str> = records.iter().map(|r| r.message()).collect();
+    let arrived: std::collections::HashSet<&str> = messages.iter().copied().collect();
+    let total: usize = files.iter().map(Vec::len).sum();
+    let missing = files
+        .iter()
+        .flatten()
+        .filter(|l| !arrived.contains(l.as_str()))
+        .count();
+    assert_eq!(missing, 0, "{missing} of {total} lines lost");
+    assert_eq!(
+        arrived.len(),
+        total,
+        "records that were never written arrived"
+    );
+    assert_in_order_per_file(&messages, files);
+    records.len() - total
+}
+
 fn assert_in_order_per_file(messages: &[&str], files: &[Vec<String>]) {
     let mut position: HashMap<&str, (usize, usize)> = HashMap::new();
     for (f, lines) in files.iter().enumerate() {
@@ -206,6 +229,7 @@ fn kill_9_while_spooling_and_while_replaying_loses_nothing() {
         10_000.0,
         Duration::from_secs(60),
     );
+    let spooled = agent.metric("logship_spool_records").unwrap_or(0.0) as usize;
     broker.thaw();
     wait_for_at_least(
         &agent,
@@ -219,9 +243,17 @@ fn kill_9_while_spooling_and_while_replaying_loses_nothing() {
     let total = lines.len();
     let mut reader = TopicReader::new(&broker.address, &topic);
     let records = reader.read_until(total, Duration::from_secs(3), Duration::from_secs(180));
-    let expected = HashMap::from([(path.display().to_string(), lines)]);
-    let duplicates = check_delivery(records, &expected, 2);
-    println!("kill -9 while spooling and replaying: {total} lines, {duplicates} duplicates");
+    let duplicates = assert_all_arrived_in_order(records, &[lines]);
+    println!(
+        "kill -9 while spooling and replaying: {total} lines, {spooled} in the spool at the \
+         kill, {duplicates} duplicates"
+    );
+    // At worst the spool is replayed twice (the kill came just before its position was
+    // written), plus librdkafka's window of records that timed out yet were written.
+    assert!(
+        duplicates <= spooled + 20_000,
+        "{duplicates} duplicates: more than the spool held plus the in-flight window"
+    );
     agent.wait_for_metric("logship_spool_records", 0.0, Duration::from_secs(30));
 }
 
@@ -374,8 +406,7 @@ fn a_full_spool_that_blocks_pauses_the_source_and_loses_nothing() {
         Duration::from_secs(3),
         Duration::from_secs(120),
     );
-    let expected = HashMap::from([(path.display().to_string(), lines)]);
-    check_delivery(records, &expected, 1);
+    assert_all_arrived_in_order(records, &[lines]);
     assert_eq!(
         agent.metric("logship_spool_records_dropped_total"),
         Some(0.0)
@@ -454,8 +485,7 @@ fn a_full_spool_disk_turns_health_red_without_crashing() {
         Duration::from_secs(3),
         Duration::from_secs(120),
     );
-    let expected = HashMap::from([(path.display().to_string(), lines)]);
-    check_delivery(records, &expected, 1);
+    assert_all_arrived_in_order(records, &[lines]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while agent.health().0 != 200 {
         assert!(
