@@ -10,6 +10,8 @@ use serde::Serialize;
 #[derive(Debug)]
 pub struct Health {
     kafka_reachable: AtomicBool,
+    /// Unix milliseconds of the last broker probe that was answered.
+    probe_answered_ms: AtomicU64,
     /// Cleared while writes to the spool fail (a full disk, for example).
     spool_writable: AtomicBool,
     in_flight: AtomicI64,
@@ -41,6 +43,7 @@ impl Health {
         Self {
             kafka_reachable: AtomicBool::new(false),
             spool_writable: AtomicBool::new(true),
+            probe_answered_ms: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             last_progress_ms: AtomicU64::new(now_ms()),
             stall_after,
@@ -49,6 +52,25 @@ impl Health {
 
     pub fn set_kafka_reachable(&self, reachable: bool) {
         self.kafka_reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    /// A metadata probe of the brokers finished; `answered` says whether they replied.
+    pub fn probed(&self, answered: bool) {
+        if answered {
+            self.probe_answered_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        self.set_kafka_reachable(answered);
+    }
+
+    /// Whether a probe was answered at or after `since_ms` (Unix milliseconds): the brokers
+    /// answer again after a failure at that time.
+    pub fn answered_since(&self, since_ms: u64) -> bool {
+        self.probe_answered_ms.load(Ordering::Relaxed) >= since_ms
+    }
+
+    /// Unix milliseconds now, as the other methods count them.
+    pub fn now_ms(&self) -> u64 {
+        now_ms()
     }
 
     pub fn kafka_reachable(&self) -> bool {

@@ -375,6 +375,10 @@ struct Run<'a> {
     held: Vec<Prepared>,
     /// Since when Kafka has taken nothing while records wait (for `retry_max_elapsed_secs`).
     failing_since: Option<Instant>,
+    /// When a record last failed (Unix ms): replay waits for a broker probe answered after it.
+    /// A frozen or partitioned broker may still write what it was sent once it wakes, so every
+    /// replay attempt into an outage would become duplicates later.
+    last_failure_ms: u64,
 }
 
 impl Producer {
@@ -441,6 +445,8 @@ impl Producer {
             spooler: spooler.as_mut(),
             held: Vec::new(),
             failing_since: None,
+            // A spool left by an earlier run waits for the first answered probe.
+            last_failure_ms: self.shared.health.now_ms(),
         };
         // Records an earlier run spooled go first.
         if run.spooler.as_ref().is_some_and(|s| s.has_unread()) {
@@ -530,6 +536,7 @@ impl Producer {
         let done = std::mem::take(&mut *lock(&self.shared.frames_done));
         if !diverted.is_empty() {
             run.failing_since.get_or_insert_with(Instant::now);
+            run.last_failure_ms = self.shared.health.now_ms();
         }
         match run.spooler.as_deref_mut() {
             Some(spooler) => {
@@ -545,6 +552,7 @@ impl Producer {
                 for frame in done {
                     if frame.failed {
                         run.failing_since.get_or_insert_with(Instant::now);
+                        run.last_failure_ms = self.shared.health.now_ms();
                     } else {
                         run.failing_since = None;
                     }
@@ -613,7 +621,7 @@ impl Producer {
             let _ = spooler.write_pending();
             let _ = spooler.sync_if_due();
         }
-        if !direct_idle || !self.shared.health.kafka_reachable() {
+        if !direct_idle || !self.shared.health.answered_since(run.last_failure_ms) {
             return Ok(true);
         }
         let exhausted = self
@@ -839,7 +847,7 @@ impl Producer {
             })
             .await
             .unwrap_or(false);
-            self.shared.health.set_kafka_reachable(answered);
+            self.shared.health.probed(answered);
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}

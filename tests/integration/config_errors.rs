@@ -82,3 +82,32 @@ fn example_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn spool_and_retry_mistakes_name_their_key() {
+    for (extra, key) in [
+        ("[spool]\nmax_bytes = 1000", "spool.max_bytes"),
+        ("[spool]\nwhen_full = \"drop_oldest\"", "spool.when_full"),
+        (
+            "[spool]\nsegment_max_bytes = 2147483648",
+            "spool.segment_max_bytes",
+        ),
+        (
+            "[spool]\nfsync = \"interval\"\nfsync_interval_ms = 0",
+            "spool.fsync_interval_ms",
+        ),
+    ] {
+        assert_config_rejected(&format!("{VALID}\n{extra}\n"), key);
+    }
+    for (extra, key) in [
+        ("message_timeout_ms = 10", "kafka.message_timeout_ms"),
+        ("retry_max_elapsed_secs = 0", "kafka.retry_max_elapsed_secs"),
+        (
+            "on_retry_exhausted = \"dead_letter\"",
+            "kafka.on_retry_exhausted",
+        ),
+    ] {
+        let text = VALID.replace("topic = \"logs\"", &format!("topic = \"logs\"\n{extra}"));
+        assert_config_rejected(&text, key);
+    }
+}
