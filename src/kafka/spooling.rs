@@ -84,8 +84,6 @@ pub struct Spooler {
     pending_tokens: Vec<Option<AckToken>>,
     /// Largest frame written, by the records' size before compression.
     frame_max_bytes: u64,
-    /// The last write or fsync succeeded.
-    writable: bool,
     /// Acknowledgements of records written but not yet fsynced.
     unsynced: Vec<AckToken>,
     last_sync: Instant,
@@ -129,7 +127,6 @@ impl Spooler {
             pending: Vec::new(),
             pending_tokens: Vec::new(),
             frame_max_bytes: (settings.store.segment_max_bytes / 2).min(FRAME_MAX_BYTES),
-            writable: true,
             unsynced: Vec::new(),
             last_sync: Instant::now(),
             replaying: 0,
@@ -159,17 +156,21 @@ impl Spooler {
     /// keeps the rest queued (`block`) or drops it, counted (`drop_newest`); a failed write keeps
     /// it queued for the next attempt.
     pub fn write_pending(&mut self) -> Result<(), Refused> {
-        let written = self.write_frames();
+        let (written, failed) = self.write_frames();
         if written > 0 {
             self.metrics.written.increment(written as u64);
             self.update_gauges();
-            if self.fsync_interval.is_none() {
-                self.sync()?;
-            }
         }
+        if failed {
+            return Err(Refused::WriteFailed);
+        }
+        if written > 0 && self.fsync_interval.is_none() {
+            self.sync()?;
+        }
+        // Every write asked for succeeded (what is left, if anything, waits for room).
+        self.health.set_spool_writable(true);
         match (self.pending.is_empty(), self.when_full) {
             (true, _) => Ok(()),
-            (false, _) if !self.writable => Err(Refused::WriteFailed),
             (false, WhenFull::Block) => Err(Refused::Full),
             (false, WhenFull::DropNewest) => {
                 self.metrics
@@ -186,8 +187,8 @@ impl Spooler {
     }
 
     /// Appends frames from the front of the queue while they fit and the disk takes them;
-    /// returns how many records were written.
-    fn write_frames(&mut self) -> usize {
+    /// returns how many records were written, and whether a write failed.
+    fn write_frames(&mut self) -> (usize, bool) {
         let mut written = 0;
         while !self.pending.is_empty() {
             let mut size = 0;
@@ -209,15 +210,14 @@ impl Spooler {
             }
             if let Err(error) = self.spool.append(&self.pending[..end]) {
                 self.write_failed(&error);
-                break;
+                return (written, true);
             }
-            self.writable = true;
             self.pending.drain(..end);
             self.unsynced
                 .extend(self.pending_tokens.drain(..end).flatten());
             written += end;
         }
-        written
+        (written, false)
     }
 
     /// With `fsync = "interval"`: fsyncs when the interval has passed.
@@ -238,16 +238,13 @@ impl Spooler {
             self.write_failed(&error);
             return Err(Refused::WriteFailed);
         }
-        self.writable = true;
-        self.health.set_spool_writable(true);
         for token in self.unsynced.drain(..) {
             token.settle();
         }
         Ok(())
     }
 
-    fn write_failed(&mut self, error: &SpoolError) {
-        self.writable = false;
+    fn write_failed(&self, error: &SpoolError) {
         self.health.set_spool_writable(false);
         self.metrics.write_failed(error);
     }

@@ -601,6 +601,19 @@ impl Agent {
         }
     }
 
+    /// Waits until /health answers 200; panics with its body after `timeout`.
+    pub fn wait_until_healthy(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.health().0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "health never turned 200: {}",
+                self.health().1
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The value of one metric sample, e.g. `logship_source_lines_truncated_total{source="app"}`.
     pub fn metric(&self, sample: &str) -> Option<f64> {
         let (_, body) = self.get("/metrics")?;

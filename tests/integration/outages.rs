@@ -2,7 +2,7 @@
 //! starts. Nothing may be lost; duplicates only come from the window that was not checkpointed.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 
@@ -123,15 +123,7 @@ fn broker_down_at_start_keeps_retrying_and_delivers_once_up() {
     let expected = HashMap::from([(path.display().to_string(), lines)]);
     let duplicates = check_delivery(records, &expected, 0);
     assert_eq!(duplicates, 0);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while agent.health().0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "health never turned 200: {}",
-            agent.health().1
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    agent.wait_until_healthy(Duration::from_secs(15));
     let (status, _) = agent.terminate(Duration::from_secs(15));
     assert!(status.success());
 }

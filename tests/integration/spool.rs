@@ -384,16 +384,45 @@ fn noisy_lines(path: &Path, count: usize) -> Vec<String> {
     lines
 }
 
-#[test]
-fn a_full_spool_that_blocks_pauses_the_source_and_loses_nothing() {
+/// A frozen broker, an agent with a 1 MiB spool, and 100,000 lines written to `app.log`.
+struct FullSpool {
+    broker: PrivateBroker,
+    topic: String,
+    setup: Setup,
+    agent: Agent,
+    path: PathBuf,
+    lines: Vec<String>,
+}
+
+fn fill_small_spool(when_full: &str) -> FullSpool {
     let broker = PrivateBroker::start();
-    let topic = create_topic(&broker.address, "spool-block", 1);
+    let topic = create_topic(&broker.address, "spool-full", 1);
     let setup = Setup::new();
-    let config = setup.config(&broker.address, &topic, "", &small_spool("block"));
+    let config = setup.config(&broker.address, &topic, "", &small_spool(when_full));
     let agent = Agent::start(&setup, &config);
     broker.freeze();
     let path = setup.logs.join("app.log");
     let lines = noisy_lines(&path, 100_000);
+    FullSpool {
+        broker,
+        topic,
+        setup,
+        agent,
+        path,
+        lines,
+    }
+}
+
+#[test]
+fn a_full_spool_that_blocks_pauses_the_source_and_loses_nothing() {
+    let FullSpool {
+        broker,
+        topic,
+        setup,
+        agent,
+        path,
+        lines,
+    } = fill_small_spool("block");
     let written = wait_until_steady(
         &agent,
         "logship_spool_records_written_total",
@@ -426,14 +455,14 @@ fn a_full_spool_that_blocks_pauses_the_source_and_loses_nothing() {
 
 #[test]
 fn a_full_spool_that_drops_newest_counts_exactly_what_it_dropped() {
-    let broker = PrivateBroker::start();
-    let topic = create_topic(&broker.address, "spool-drop", 1);
-    let setup = Setup::new();
-    let config = setup.config(&broker.address, &topic, "", &small_spool("drop_newest"));
-    let agent = Agent::start(&setup, &config);
-    broker.freeze();
-    let path = setup.logs.join("app.log");
-    let lines = noisy_lines(&path, 100_000);
+    let FullSpool {
+        broker,
+        topic,
+        setup,
+        agent,
+        path,
+        lines,
+    } = fill_small_spool("drop_newest");
     // Every line is spooled or dropped; the checkpoint passes both.
     setup.wait_for_checkpoints_at_eof([path.as_path()]);
     let dropped = agent
@@ -481,9 +510,11 @@ fn a_full_spool_disk_turns_health_red_without_crashing() {
         1.0,
         Duration::from_secs(60),
     );
+    // Records keep waiting for room on the full disk: /health stays red, and says why.
+    std::thread::sleep(Duration::from_secs(1));
     let (status, health) = agent.health();
-    assert_eq!(status, 503, "{health}");
     assert_eq!(health["spool_writable"], false, "{health}");
+    assert_eq!(status, 503, "{health}");
     assert!(
         agent.log_text().contains("cannot write to the spool"),
         "the log says why"
@@ -497,15 +528,7 @@ fn a_full_spool_disk_turns_health_red_without_crashing() {
         Duration::from_secs(120),
     );
     assert_all_arrived_in_order(records, &[lines]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while agent.health().0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "health stayed red: {}",
-            agent.health().1
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    agent.wait_until_healthy(Duration::from_secs(30));
 }
 
 /// Without a spool, `retry_max_elapsed_secs` bounds the wait: records the frozen broker does not
