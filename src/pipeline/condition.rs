@@ -904,7 +904,7 @@ fn combine_terms(terms: Vec<Expr>, combine: fn(Vec<Expr>) -> Expr) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use crate::pipeline::path::fixtures::Typed;
     use serde_json::{Map, json};
 
     fn object(value: Value) -> Map<String, Value> {
@@ -929,22 +929,6 @@ mod tests {
 
     fn path(text: &str) -> FieldPath {
         FieldPath::parse(text).unwrap()
-    }
-
-    /// Fields of the typed kinds events keep outside JSON.
-    struct Typed;
-
-    impl Fields for Typed {
-        fn field(&self, path: &FieldPath) -> Option<FieldRef<'_>> {
-            match path.as_str() {
-                "@timestamp" => Some(FieldRef::Time(
-                    Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap(),
-                )),
-                "offset" => Some(FieldRef::Uint(4096)),
-                "message" => Some(FieldRef::Str("GET /health 200")),
-                _ => None,
-            }
-        }
     }
 
     #[test]

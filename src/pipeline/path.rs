@@ -132,6 +132,31 @@ pub fn lookup<'a>(map: &'a Map<String, Value>, segments: &[Box<str>]) -> Option<
     Some(value)
 }
 
+/// Test fixtures shared by the modules that read fields (conditions, templates).
+#[cfg(test)]
+pub mod fixtures {
+    use chrono::TimeZone as _;
+
+    use super::{FieldPath, FieldRef, Fields};
+
+    /// Fields of the typed kinds events keep outside JSON.
+    pub struct Typed;
+
+    impl Fields for Typed {
+        fn field(&self, path: &FieldPath) -> Option<FieldRef<'_>> {
+            match path.as_str() {
+                "@timestamp" => Some(FieldRef::Time(
+                    chrono::Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap(),
+                )),
+                "offset" => Some(FieldRef::Uint(4096)),
+                "message" => Some(FieldRef::Str("GET /health 200")),
+                "file" => Some(FieldRef::Str("/var/log/app.log")),
+                _ => None,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -203,7 +203,7 @@ fn append_field<F: Fields + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone, Utc};
+    use crate::pipeline::path::fixtures::Typed;
     use serde_json::{Map, json};
 
     fn object(value: Value) -> Map<String, Value> {
@@ -221,22 +221,6 @@ mod tests {
         Template::parse(template)
             .unwrap()
             .render_value(&object(event))
-    }
-
-    /// Fields of the typed kinds events keep outside JSON.
-    struct Typed;
-
-    impl Fields for Typed {
-        fn field(&self, path: &FieldPath) -> Option<FieldRef<'_>> {
-            match path.as_str() {
-                "@timestamp" => Some(FieldRef::Time(
-                    Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap(),
-                )),
-                "offset" => Some(FieldRef::Uint(4096)),
-                "file" => Some(FieldRef::Str("/var/log/app.log")),
-                _ => None,
-            }
-        }
     }
 
     #[test]

@@ -248,9 +248,6 @@ impl ChangeCase {
     }
 
     pub fn reads(&self) -> Vec<Read<'_>> {
-        vec![Read {
-            key: "field".into(),
-            path: &self.field,
-        }]
+        super::field_read(&self.field)
     }
 }

@@ -136,10 +136,7 @@ impl KubernetesPath {
     }
 
     pub fn reads(&self) -> Vec<Read<'_>> {
-        vec![Read {
-            key: "field".into(),
-            path: &self.field,
-        }]
+        super::field_read(&self.field)
     }
 }
 

@@ -326,6 +326,14 @@ pub fn field_paths(key: &str, texts: &[String]) -> Result<Vec<FieldPath>, BuildE
         .collect()
 }
 
+/// The read of a step's one input, its `field` key.
+pub fn field_read(path: &FieldPath) -> Vec<Read<'_>> {
+    vec![Read {
+        key: "field".into(),
+        path,
+    }]
+}
+
 /// The reads of a list of fields named by `key[i]`.
 pub fn list_reads<'a>(key: &str, paths: &'a [FieldPath]) -> Vec<Read<'a>> {
     paths

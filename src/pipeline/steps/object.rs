@@ -80,10 +80,7 @@ impl ObjectTarget {
     }
 
     pub fn reads(&self) -> Vec<Read<'_>> {
-        vec![Read {
-            key: "field".into(),
-            path: &self.field,
-        }]
+        super::field_read(&self.field)
     }
 }
 

@@ -132,10 +132,7 @@ impl ParseRegex {
     }
 
     pub fn reads(&self) -> Vec<Read<'_>> {
-        vec![Read {
-            key: "field".into(),
-            path: &self.field,
-        }]
+        super::field_read(&self.field)
     }
 }
 

@@ -99,9 +99,6 @@ impl ParseSyslog {
     }
 
     pub fn reads(&self) -> Vec<Read<'_>> {
-        vec![Read {
-            key: "field".into(),
-            path: &self.field,
-        }]
+        super::field_read(&self.field)
     }
 }
