@@ -10,8 +10,10 @@ use serde::Serialize;
 #[derive(Debug)]
 pub struct Health {
     kafka_reachable: AtomicBool,
-    /// Unix milliseconds of the last broker probe that was answered.
+    /// Unix milliseconds of the last broker probe that was answered, and of the last record
+    /// Kafka did not take (a timeout, a failed replay).
     probe_answered_ms: AtomicU64,
+    last_failure_ms: AtomicU64,
     /// Cleared while writes to the spool fail (a full disk, for example).
     spool_writable: AtomicBool,
     in_flight: AtomicI64,
@@ -44,6 +46,7 @@ impl Health {
             kafka_reachable: AtomicBool::new(false),
             spool_writable: AtomicBool::new(true),
             probe_answered_ms: AtomicU64::new(0),
+            last_failure_ms: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             last_progress_ms: AtomicU64::new(now_ms()),
             stall_after,
@@ -62,15 +65,16 @@ impl Health {
         self.set_kafka_reachable(answered);
     }
 
-    /// Whether a probe was answered at or after `since_ms` (Unix milliseconds): the brokers
-    /// answer again after a failure at that time.
-    pub fn answered_since(&self, since_ms: u64) -> bool {
-        self.probe_answered_ms.load(Ordering::Relaxed) >= since_ms
+    /// Kafka did not take a record just now (or, at start, records wait from an earlier run).
+    pub fn delivery_failed(&self) {
+        self.last_failure_ms.store(now_ms(), Ordering::Relaxed);
     }
 
-    /// Unix milliseconds now, as the other methods count them.
-    pub fn now_ms(&self) -> u64 {
-        now_ms()
+    /// Whether a broker probe was answered since the last `delivery_failed`: the brokers answer
+    /// again.
+    pub fn answered_since_failure(&self) -> bool {
+        self.probe_answered_ms.load(Ordering::Relaxed)
+            >= self.last_failure_ms.load(Ordering::Relaxed)
     }
 
     pub fn kafka_reachable(&self) -> bool {
@@ -126,6 +130,19 @@ mod tests {
         assert!(!health.report().healthy);
         health.set_kafka_reachable(true);
         assert!(health.report().healthy);
+    }
+
+    #[test]
+    fn answers_count_only_after_the_last_failure() {
+        let health = Health::new(Duration::from_secs(30));
+        health.probed(true);
+        health.delivery_failed();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(!health.answered_since_failure(), "the answer came before");
+        health.probed(false);
+        assert!(!health.answered_since_failure());
+        health.probed(true);
+        assert!(health.answered_since_failure());
     }
 
     #[test]

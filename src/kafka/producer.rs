@@ -22,14 +22,14 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
 use rdkafka::producer::{
     BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext, PurgeConfig,
 };
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::record::{Prepared, RecordMaker, owned_headers};
+use super::record::{Prepared, RecordMaker, owned_headers, spool_headers};
 use super::spooling::{Backoff, Spooler};
 use crate::ack::AckToken;
 use crate::config::{KafkaSettings, RetryExhausted, SpoolSettings};
@@ -124,16 +124,26 @@ struct Shared {
     undeliverable: Mutex<Option<String>>,
     in_flight_bytes: AtomicI64,
     client_log: LogLimiter,
-    /// Failed records are diverted (to the spool, or to the loss policy) instead of stopping.
-    divert: bool,
+    on_failure: OnFailure,
+    /// Failed direct records for the spool or the loss policy, in report order.
     diverted: Mutex<Vec<Diverted>>,
     frames_done: Mutex<Vec<FrameDone>>,
     /// New events go to the spool. Set by the first diverted record when there is a spool.
     spooling: AtomicBool,
-    has_spool: bool,
     /// Direct records handed to librdkafka and not yet reported. Decremented after a failed
     /// record was pushed to `diverted`, so zero means every diverted record is there.
     direct_in_flight: AtomicI64,
+}
+
+/// What a direct record that failed for a reason retrying might fix becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnFailure {
+    /// It goes to the spool, and so does everything after it.
+    Spool,
+    /// It is given up after `retry_max_elapsed_secs` (no spool): dropped or dead-lettered.
+    GiveUp,
+    /// The producer stops (no spool, retries forever): the restart resumes from the checkpoint.
+    Stop,
 }
 
 /// librdkafka callbacks.
@@ -175,17 +185,11 @@ impl ProducerContext for DeliveryContext {
             Err((error, message)) => shared.failed(error, message, &mut inflight),
         };
         match &inflight.origin {
-            Origin::Replay(frame) if frame.report(failed) => {
-                lock(&shared.frames_done).push(FrameDone {
-                    pos: frame.pos,
-                    records: frame.records,
-                    failed: frame.failed.load(Ordering::Relaxed),
-                });
-            }
+            Origin::Replay(frame) => shared.frame_reported(frame, failed),
             Origin::Direct => {
                 shared.direct_in_flight.fetch_sub(1, Ordering::AcqRel);
             }
-            _ => {}
+            Origin::LastChance => {}
         }
         shared
             .metrics
@@ -196,6 +200,18 @@ impl ProducerContext for DeliveryContext {
 }
 
 impl Shared {
+    /// One record of a replayed frame was reported; the frame's last report hands it back to
+    /// the run loop.
+    fn frame_reported(&self, frame: &FrameProgress, failed: bool) {
+        if frame.report(failed) {
+            lock(&self.frames_done).push(FrameDone {
+                pos: frame.pos,
+                records: frame.records,
+                failed: frame.failed.load(Ordering::Relaxed),
+            });
+        }
+    }
+
     /// A failed delivery: counted and given up when retrying cannot help, else diverted or
     /// recorded as fatal. True when the record still needs delivering.
     fn failed(
@@ -217,12 +233,15 @@ impl Shared {
                 settle(inflight.token.take());
                 false
             }
-            Origin::Direct if self.divert && !stops_the_agent(error, inflight.routed) => {
+            Origin::Direct
+                if self.on_failure != OnFailure::Stop
+                    && !stops_the_agent(error, inflight.routed) =>
+            {
                 lock(&self.diverted).push(Diverted {
                     record: spool_record(message),
                     token: inflight.token.take(),
                 });
-                if self.has_spool {
+                if self.on_failure == OnFailure::Spool {
                     self.spooling.store(true, Ordering::Release);
                 }
                 true
@@ -252,12 +271,7 @@ fn spool_record(message: &BorrowedMessage<'_>) -> SpoolRecord {
     SpoolRecord {
         topic: message.topic().to_owned(),
         key: message.key().map(<[u8]>::to_vec),
-        headers: message.headers().map_or_else(Vec::new, |headers| {
-            headers
-                .iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        }),
+        headers: message.headers().map_or_else(Vec::new, spool_headers),
         payload: message.payload().unwrap_or_default().to_vec(),
     }
 }
@@ -294,7 +308,7 @@ struct Outgoing<'a> {
     topic: &'a str,
     payload: &'a [u8],
     key: Option<&'a [u8]>,
-    headers: Option<rdkafka::message::OwnedHeaders>,
+    headers: Option<&'a OwnedHeaders>,
 }
 
 /// What became of a record offered to librdkafka.
@@ -375,10 +389,6 @@ struct Run<'a> {
     held: Vec<Prepared>,
     /// Since when Kafka has taken nothing while records wait (for `retry_max_elapsed_secs`).
     failing_since: Option<Instant>,
-    /// When a record last failed (Unix ms): replay waits for a broker probe answered after it.
-    /// A frozen or partitioned broker may still write what it was sent once it wakes, so every
-    /// replay attempt into an outage would become duplicates later.
-    last_failure_ms: u64,
 }
 
 impl Producer {
@@ -394,11 +404,14 @@ impl Producer {
             undeliverable: Mutex::new(None),
             in_flight_bytes: AtomicI64::new(0),
             client_log: LogLimiter::per_minute(12),
-            divert: spool.is_some() || settings.give_up_after.is_some(),
+            on_failure: match (spool, settings.give_up_after) {
+                (Some(_), _) => OnFailure::Spool,
+                (None, Some(_)) => OnFailure::GiveUp,
+                (None, None) => OnFailure::Stop,
+            },
             diverted: Mutex::new(Vec::new()),
             frames_done: Mutex::new(Vec::new()),
             spooling: AtomicBool::new(false),
-            has_spool: spool.is_some(),
             direct_in_flight: AtomicI64::new(0),
         });
         let spooler = spool
@@ -445,11 +458,10 @@ impl Producer {
             spooler: spooler.as_mut(),
             held: Vec::new(),
             failing_since: None,
-            // A spool left by an earlier run waits for the first answered probe.
-            last_failure_ms: self.shared.health.now_ms(),
         };
-        // Records an earlier run spooled go first.
+        // Records an earlier run spooled go first, once a broker probe is answered.
         if run.spooler.as_ref().is_some_and(|s| s.has_unread()) {
+            self.shared.health.delivery_failed();
             self.shared.spooling.store(true, Ordering::Release);
         }
         loop {
@@ -512,7 +524,7 @@ impl Producer {
             topic: &prepared.topic,
             payload: &prepared.payload,
             key: prepared.key.as_deref(),
-            headers: prepared.headers.clone(),
+            headers: prepared.headers.as_ref(),
         };
         match self.send(outgoing, inflight, stop).await? {
             Sent::Diverted(mut inflight) => {
@@ -536,7 +548,7 @@ impl Producer {
         let done = std::mem::take(&mut *lock(&self.shared.frames_done));
         if !diverted.is_empty() {
             run.failing_since.get_or_insert_with(Instant::now);
-            run.last_failure_ms = self.shared.health.now_ms();
+            self.shared.health.delivery_failed();
         }
         match run.spooler.as_deref_mut() {
             Some(spooler) => {
@@ -552,7 +564,7 @@ impl Producer {
                 for frame in done {
                     if frame.failed {
                         run.failing_since.get_or_insert_with(Instant::now);
-                        run.last_failure_ms = self.shared.health.now_ms();
+                        self.shared.health.delivery_failed();
                     } else {
                         run.failing_since = None;
                     }
@@ -593,14 +605,8 @@ impl Producer {
             bytes: record.payload.len(),
             origin: Origin::LastChance,
         });
-        let outgoing = Outgoing {
-            topic,
-            payload: &record.payload,
-            key: record.key.as_deref(),
-            headers: owned_headers(&record.headers),
-        };
         Ok(!matches!(
-            self.send(outgoing, inflight, stop).await?,
+            self.send_spooled(topic, &record, inflight, stop).await?,
             Sent::Stopped
         ))
     }
@@ -618,10 +624,12 @@ impl Producer {
         let direct_idle = self.direct_in_flight() == 0;
         if direct_idle && run.held.is_empty() {
             // Errors are counted and shown on /health by the spooler; records wait and retry.
-            let _ = spooler.write_pending();
-            let _ = spooler.sync_if_due();
+            spooler.write_pending();
+            spooler.sync_if_due();
         }
-        if !direct_idle || !self.shared.health.answered_since(run.last_failure_ms) {
+        // A frozen or partitioned broker may still write what it was sent once it wakes: replay
+        // into an outage would only make duplicates, so it waits for the brokers to answer.
+        if !direct_idle || !self.shared.health.answered_since_failure() {
             return Ok(true);
         }
         let exhausted = self
@@ -632,7 +640,7 @@ impl Producer {
             let records = frame.records.len();
             if exhausted && self.on_retry_exhausted == RetryExhausted::Drop {
                 self.shared.metrics.given_up("dropped", records as u64);
-                spooler.given_up(frame.pos);
+                spooler.frame_done(frame.pos);
                 continue;
             }
             if records == 0 {
@@ -665,19 +673,14 @@ impl Producer {
                         None => Origin::Replay(Arc::clone(&progress)),
                     },
                 });
-                let outgoing = Outgoing {
-                    topic: dead_letter.as_deref().unwrap_or(&record.topic),
-                    payload: &record.payload,
-                    key: record.key.as_deref(),
-                    headers: owned_headers(&record.headers),
-                };
-                if let Sent::Stopped = self.send(outgoing, inflight, stop).await? {
+                let topic = dead_letter.as_deref().unwrap_or(&record.topic);
+                if let Sent::Stopped = self.send_spooled(topic, record, inflight, stop).await? {
                     return Ok(false);
                 }
             }
             if dead_letter.is_some() {
                 // Its records are on their last attempt; the frame is done with here.
-                spooler.given_up(frame.pos);
+                spooler.frame_done(frame.pos);
             }
         }
         if run.held.is_empty() && direct_idle && spooler.is_drained() {
@@ -686,6 +689,24 @@ impl Producer {
             tracing::info!("spool drained; sending to Kafka directly again");
         }
         Ok(true)
+    }
+
+    /// Sends a record that was spooled (or taken back from librdkafka) to `topic`.
+    async fn send_spooled(
+        &self,
+        topic: &str,
+        record: &SpoolRecord,
+        inflight: Box<InFlight>,
+        stop: &CancellationToken,
+    ) -> Result<Sent, ProducerError> {
+        let headers = owned_headers(&record.headers);
+        let outgoing = Outgoing {
+            topic,
+            payload: &record.payload,
+            key: record.key.as_deref(),
+            headers: headers.as_ref(),
+        };
+        self.send(outgoing, inflight, stop).await
     }
 
     /// Hands one record to librdkafka, waiting while its queue is full.
@@ -707,7 +728,7 @@ impl Producer {
                 return Ok(Sent::Diverted(inflight));
             }
             let mut record = BaseRecord::with_opaque_to(topic, inflight).payload(payload);
-            if let Some(headers) = &headers {
+            if let Some(headers) = headers {
                 record = record.headers(headers.clone());
             }
             if let Some(key) = key {
@@ -766,14 +787,8 @@ impl Producer {
         if let Some(reason) = permanent_reason(error, inflight.routed) {
             self.shared.metrics.failed(reason, error);
             settle(inflight.token.take());
-            if let Origin::Replay(frame) = &inflight.origin
-                && frame.report(false)
-            {
-                lock(&self.shared.frames_done).push(FrameDone {
-                    pos: frame.pos,
-                    records: frame.records,
-                    failed: frame.failed.load(Ordering::Relaxed),
-                });
+            if let Origin::Replay(frame) = &inflight.origin {
+                self.shared.frame_reported(frame, false);
             }
             return Ok(Refusal::GivenUp);
         }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rdkafka::message::{Header, Headers as _, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use serde_json::Value;
 
 use crate::ack::AckToken;
@@ -32,20 +32,22 @@ pub struct Prepared {
 impl Prepared {
     /// The record as the spool keeps it, and its acknowledgement.
     pub fn into_spool(self) -> (SpoolRecord, Option<AckToken>) {
-        let headers = self.headers.map_or_else(Vec::new, |headers| {
-            headers
-                .iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        });
         let record = SpoolRecord {
             topic: self.topic.to_string(),
             key: self.key.map(|k| k.to_vec()),
-            headers,
+            headers: self.headers.as_ref().map_or_else(Vec::new, spool_headers),
             payload: self.payload,
         };
         (record, self.token)
     }
+}
+
+/// Record headers as the spool keeps them.
+pub fn spool_headers(headers: &impl Headers) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+        .collect()
 }
 
 /// librdkafka headers for a spooled record.

@@ -64,15 +64,6 @@ impl Backoff {
     }
 }
 
-/// Why the spool could not take records just now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// Full, with `when_full = "block"`: wait for replay to free room.
-    Full,
-    /// A write failed (a full disk, for example): try again later.
-    WriteFailed,
-}
-
 /// The spool as the producer uses it.
 pub struct Spooler {
     spool: Spool,
@@ -153,36 +144,28 @@ impl Spooler {
 
     /// Writes the queued records, one frame per `frame_max_bytes` of them, and, with
     /// `fsync = "batch"`, makes them durable and settles their acknowledgements. A full spool
-    /// keeps the rest queued (`block`) or drops it, counted (`drop_newest`); a failed write keeps
-    /// it queued for the next attempt.
-    pub fn write_pending(&mut self) -> Result<(), Refused> {
+    /// keeps the rest queued (`block`) or drops it, counted (`drop_newest`); a failed write
+    /// keeps it queued for the next attempt (`has_pending` tells the caller either way).
+    pub fn write_pending(&mut self) {
         let (written, failed) = self.write_frames();
         if written > 0 {
             self.metrics.written.increment(written as u64);
             self.update_gauges();
         }
-        if failed {
-            return Err(Refused::WriteFailed);
-        }
-        if written > 0 && self.fsync_interval.is_none() {
-            self.sync()?;
+        if failed || (written > 0 && self.fsync_interval.is_none() && !self.sync()) {
+            return;
         }
         // Every write asked for succeeded (what is left, if anything, waits for room).
         self.health.set_spool_writable(true);
-        match (self.pending.is_empty(), self.when_full) {
-            (true, _) => Ok(()),
-            (false, WhenFull::Block) => Err(Refused::Full),
-            (false, WhenFull::DropNewest) => {
-                self.metrics
-                    .dropped(self.pending.len() as u64, self.max_bytes);
-                self.pending.clear();
-                // Given up and counted: the sources may move past them (invariant 3).
-                self.pending_tokens
-                    .drain(..)
-                    .flatten()
-                    .for_each(AckToken::settle);
-                Ok(())
-            }
+        if !self.pending.is_empty() && self.when_full == WhenFull::DropNewest {
+            self.metrics
+                .dropped(self.pending.len() as u64, self.max_bytes);
+            self.pending.clear();
+            // Given up and counted: the sources may move past them (invariant 3).
+            self.pending_tokens
+                .drain(..)
+                .flatten()
+                .for_each(AckToken::settle);
         }
     }
 
@@ -191,20 +174,17 @@ impl Spooler {
     fn write_frames(&mut self) -> (usize, bool) {
         let mut written = 0;
         while !self.pending.is_empty() {
-            let mut size = 0;
-            let end = self
-                .pending
-                .iter()
-                .position(|r| {
-                    size += (r.payload.len() + r.topic.len() + 64) as u64;
-                    size > self.frame_max_bytes
-                })
-                .unwrap_or(self.pending.len())
-                .max(1);
-            let estimate = self.pending[..end]
-                .iter()
-                .map(|r| (r.payload.len() + r.topic.len() + 64) as u64)
-                .sum();
+            // At least one record per frame, then as many as `frame_max_bytes` holds.
+            let mut end = 0;
+            let mut estimate = 0;
+            for record in &self.pending {
+                let size = (record.payload.len() + record.topic.len() + 64) as u64;
+                if end > 0 && estimate + size > self.frame_max_bytes {
+                    break;
+                }
+                end += 1;
+                estimate += size;
+            }
             if !self.spool.fits(estimate) {
                 break;
             }
@@ -221,27 +201,29 @@ impl Spooler {
     }
 
     /// With `fsync = "interval"`: fsyncs when the interval has passed.
-    pub fn sync_if_due(&mut self) -> Result<(), Refused> {
-        match self.fsync_interval {
-            Some(interval) if self.last_sync.elapsed() >= interval => self.sync(),
-            _ => Ok(()),
+    pub fn sync_if_due(&mut self) {
+        if let Some(interval) = self.fsync_interval
+            && self.last_sync.elapsed() >= interval
+        {
+            self.sync();
         }
     }
 
-    /// Makes every written record durable, then settles their acknowledgements.
-    pub fn sync(&mut self) -> Result<(), Refused> {
+    /// Makes every written record durable, then settles their acknowledgements. False when the
+    /// fsync failed (counted, shown on /health; the records stay unsettled).
+    pub fn sync(&mut self) -> bool {
         self.last_sync = Instant::now();
         if self.unsynced.is_empty() {
-            return Ok(());
+            return true;
         }
         if let Err(error) = self.spool.sync() {
             self.write_failed(&error);
-            return Err(Refused::WriteFailed);
+            return false;
         }
         for token in self.unsynced.drain(..) {
             token.settle();
         }
-        Ok(())
+        true
     }
 
     fn write_failed(&self, error: &SpoolError) {
@@ -280,15 +262,13 @@ impl Spooler {
     /// Every record of a replayed frame was reported. A frame delivered (or given up, counted)
     /// is done; a failed one makes the spool rewind once the frames still out are reported.
     pub fn replayed(&mut self, pos: FramePos, records: usize, failed: bool) {
-        self.replaying = self.replaying.saturating_sub(1);
         if failed {
+            self.replaying = self.replaying.saturating_sub(1);
             self.replay_failed = true;
         } else {
             self.metrics.replayed.increment(records as u64);
             self.backoff.reset();
-            if let Err(error) = self.spool.delivered(pos) {
-                tracing::warn!(%error, "cannot record spool progress; some records may be replayed twice after a restart");
-            }
+            self.frame_done(pos);
         }
         if self.replay_failed && self.replaying == 0 {
             self.spool.rewind();
@@ -304,12 +284,12 @@ impl Spooler {
         self.update_gauges();
     }
 
-    /// A replayed frame whose records were given up (`retry_max_elapsed_secs`, counted by the
-    /// caller): it is done with.
-    pub fn given_up(&mut self, pos: FramePos) {
+    /// A replayed frame that is done with: delivered, or its records given up
+    /// (`retry_max_elapsed_secs`, counted by the caller).
+    pub fn frame_done(&mut self, pos: FramePos) {
         self.replaying = self.replaying.saturating_sub(1);
         if let Err(error) = self.spool.delivered(pos) {
-            tracing::warn!(%error, "cannot record spool progress");
+            tracing::warn!(%error, "cannot record spool progress; some records may be replayed twice after a restart");
         }
         self.update_gauges();
     }
@@ -330,7 +310,8 @@ impl Spooler {
     /// Writes what is queued and fsyncs, at shutdown; records that cannot be written are read
     /// again from their sources after the restart.
     pub fn close(&mut self) {
-        if self.write_pending().is_ok() && self.sync().is_ok() {
+        self.write_pending();
+        if !self.has_pending() && self.sync() {
             if let Err(error) = self.spool.persist_position() {
                 tracing::warn!(%error, "cannot record spool progress at shutdown");
             }

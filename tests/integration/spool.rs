@@ -19,6 +19,19 @@ use crate::harness::{
 /// Records go to the spool after 1 s in librdkafka without an acknowledgement.
 const FAST_SPOOL: &str = "message_timeout_ms = 1000";
 
+/// A broker of the test's own with a one-partition topic named after `prefix`, and an agent
+/// config for it with `kafka_extra` (which may open further tables).
+fn private_broker_setup(
+    prefix: &str,
+    kafka_extra: &str,
+) -> (PrivateBroker, String, Setup, PathBuf) {
+    let broker = PrivateBroker::start();
+    let topic = create_topic(&broker.address, prefix, 1);
+    let setup = Setup::new();
+    let config = setup.config(&broker.address, &topic, "", kafka_extra);
+    (broker, topic, setup, config)
+}
+
 /// Polls until `metric` is at least `value`.
 fn wait_for_at_least(agent: &Agent, metric: &str, value: f64, timeout: Duration) -> f64 {
     let deadline = Instant::now() + timeout;
@@ -105,10 +118,7 @@ fn assert_in_order_per_file(messages: &[&str], files: &[Vec<String>]) {
 #[test]
 fn a_60_second_outage_with_rotation_and_deletion_loses_nothing() {
     const RATE: usize = 20_000;
-    let broker = PrivateBroker::start();
-    let topic = create_topic(&broker.address, "outage", 1);
-    let setup = Setup::new();
-    let config = setup.config(&broker.address, &topic, "", FAST_SPOOL);
+    let (broker, topic, setup, config) = private_broker_setup("outage", FAST_SPOOL);
     let agent = Agent::start(&setup, &config);
     let path = setup.logs.join("app.log");
 
@@ -197,10 +207,7 @@ fn a_60_second_outage_with_rotation_and_deletion_loses_nothing() {
 /// kill -9 while records go to the spool, and again while they come back from it.
 #[test]
 fn kill_9_while_spooling_and_while_replaying_loses_nothing() {
-    let broker = PrivateBroker::start();
-    let topic = create_topic(&broker.address, "spool-kill9", 1);
-    let setup = Setup::new();
-    let config = setup.config(&broker.address, &topic, "", FAST_SPOOL);
+    let (broker, topic, setup, config) = private_broker_setup("spool-kill9", FAST_SPOOL);
     let path = setup.logs.join("app.log");
     let mut lines = write_lines(&path, "a", 0..1_000);
     let agent = Agent::start(&setup, &config);
@@ -395,10 +402,8 @@ struct FullSpool {
 }
 
 fn fill_small_spool(when_full: &str) -> FullSpool {
-    let broker = PrivateBroker::start();
-    let topic = create_topic(&broker.address, "spool-full", 1);
-    let setup = Setup::new();
-    let config = setup.config(&broker.address, &topic, "", &small_spool(when_full));
+    let (broker, topic, setup, config) =
+        private_broker_setup("spool-full", &small_spool(when_full));
     let agent = Agent::start(&setup, &config);
     broker.freeze();
     let path = setup.logs.join("app.log");
@@ -490,13 +495,8 @@ fn a_full_spool_that_drops_newest_counts_exactly_what_it_dropped() {
 /// running, and once Kafka is back everything is delivered.
 #[test]
 fn a_full_spool_disk_turns_health_red_without_crashing() {
-    let broker = PrivateBroker::start();
-    let topic = create_topic(&broker.address, "spool-disk-full", 1);
-    let setup = Setup::new();
-    let config = setup.config(
-        &broker.address,
-        &topic,
-        "",
+    let (broker, topic, setup, config) = private_broker_setup(
+        "spool-disk-full",
         &format!("{FAST_SPOOL}\n[spool]\nsegment_max_bytes = 65536"),
     );
     let agent = Agent::start_with_spool_disk(&setup, &config, 256 * 1024);
@@ -535,13 +535,8 @@ fn a_full_spool_disk_turns_health_red_without_crashing() {
 /// take in time are given up, counted, and the source moves on.
 #[test]
 fn without_a_spool_records_are_given_up_after_retry_max_elapsed_secs_and_counted() {
-    let broker = PrivateBroker::start();
-    let topic = create_topic(&broker.address, "give-up", 1);
-    let setup = Setup::new();
-    let config = setup.config(
-        &broker.address,
-        &topic,
-        "",
+    let (broker, topic, setup, config) = private_broker_setup(
+        "give-up",
         "retry_max_elapsed_secs = 2\n[spool]\nenabled = false",
     );
     let agent = Agent::start(&setup, &config);
