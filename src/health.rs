@@ -70,11 +70,11 @@ impl Health {
         self.last_failure_ms.store(now_ms(), Ordering::Relaxed);
     }
 
-    /// Whether a broker probe was answered since the last `delivery_failed`: the brokers answer
-    /// again.
+    /// Whether a broker probe was answered after the last `delivery_failed` (in a later
+    /// millisecond: an answer in the same one may have come before): the brokers answer again.
     pub fn answered_since_failure(&self) -> bool {
         self.probe_answered_ms.load(Ordering::Relaxed)
-            >= self.last_failure_ms.load(Ordering::Relaxed)
+            > self.last_failure_ms.load(Ordering::Relaxed)
     }
 
     pub fn kafka_reachable(&self) -> bool {
@@ -141,6 +141,7 @@ mod tests {
         assert!(!health.answered_since_failure(), "the answer came before");
         health.probed(false);
         assert!(!health.answered_since_failure());
+        std::thread::sleep(Duration::from_millis(2));
         health.probed(true);
         assert!(health.answered_since_failure());
     }

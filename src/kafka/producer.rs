@@ -6,8 +6,9 @@
 //! error); a record Kafka rejects for good is counted by reason and given up.
 //!
 //! A record librdkafka could not deliver within `message_timeout_ms` goes to the disk spool, and
-//! the producer switches to spooling: every new event goes to the spool too, behind it, once the
-//! records librdkafka still holds have been reported (so they reach the spool first). Replay
+//! the producer switches to spooling: librdkafka's queue is purged (so nothing queued behind the
+//! record is delivered ahead of it), and every new event goes to the spool too, behind the
+//! records librdkafka still held, which reach the spool first, sorted by when they were sent. Replay
 //! hands spooled frames back to librdkafka, oldest first, while Kafka answers; when the spool is
 //! drained and nothing is in flight, events go straight to librdkafka again. Within a partition,
 //! records therefore keep their order across the outage.
@@ -105,6 +106,9 @@ struct InFlight {
 struct Diverted {
     record: SpoolRecord,
     token: Option<AckToken>,
+    /// When it was handed to librdkafka: reports of one outage (timeouts, purges) can come out
+    /// of order, so the spool takes them sorted by this.
+    sent_at: Instant,
 }
 
 /// A replayed frame all of whose records were reported.
@@ -130,6 +134,9 @@ struct Shared {
     frames_done: Mutex<Vec<FrameDone>>,
     /// New events go to the spool. Set by the first diverted record when there is a spool.
     spooling: AtomicBool,
+    /// Set with `spooling`: the delivery thread purges librdkafka's queue (records not yet
+    /// sent), so none of them is delivered ahead of the failed record; they are diverted too.
+    purge_queue: AtomicBool,
     /// Direct records handed to librdkafka and not yet reported. Decremented after a failed
     /// record was pushed to `diverted`, so zero means every diverted record is there.
     direct_in_flight: AtomicI64,
@@ -240,9 +247,13 @@ impl Shared {
                 lock(&self.diverted).push(Diverted {
                     record: spool_record(message),
                     token: inflight.token.take(),
+                    sent_at: inflight.sent_at,
                 });
-                if self.on_failure == OnFailure::Spool {
-                    self.spooling.store(true, Ordering::Release);
+                if self.on_failure == OnFailure::Spool
+                    && !self.spooling.swap(true, Ordering::AcqRel)
+                {
+                    // Records queued behind this one must not be delivered ahead of it.
+                    self.purge_queue.store(true, Ordering::Release);
                 }
                 true
             }
@@ -355,7 +366,10 @@ struct Poller {
 }
 
 impl Poller {
-    fn start(producer: Arc<BaseProducer<DeliveryContext>>) -> std::io::Result<Self> {
+    fn start(
+        producer: Arc<BaseProducer<DeliveryContext>>,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         std::thread::Builder::new()
@@ -363,6 +377,10 @@ impl Poller {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     producer.poll(POLL_WAIT);
+                    // Right after the report that asked for it (not inside a callback).
+                    if shared.purge_queue.swap(false, Ordering::AcqRel) {
+                        producer.purge(PurgeConfig::default().queue());
+                    }
                 }
             })?;
         Ok(Self { stop })
@@ -412,6 +430,7 @@ impl Producer {
             diverted: Mutex::new(Vec::new()),
             frames_done: Mutex::new(Vec::new()),
             spooling: AtomicBool::new(false),
+            purge_queue: AtomicBool::new(false),
             direct_in_flight: AtomicI64::new(0),
         });
         let spooler = spool
@@ -433,7 +452,8 @@ impl Producer {
                 .create_with_context(context)
                 .map_err(ProducerError::Create)?,
         );
-        let poller = Poller::start(Arc::clone(&inner)).map_err(ProducerError::Thread)?;
+        let poller = Poller::start(Arc::clone(&inner), Arc::clone(&shared))
+            .map_err(ProducerError::Thread)?;
         Ok(Self {
             inner,
             records: RecordMaker::new(settings.records.clone(), &settings.topic),
@@ -544,15 +564,25 @@ impl Producer {
     ) -> Result<(), ProducerError> {
         // Read before taking `diverted`: at zero, every failed direct record is in it.
         let direct_idle = self.direct_in_flight() == 0;
-        let diverted = std::mem::take(&mut *lock(&self.shared.diverted));
         let done = std::mem::take(&mut *lock(&self.shared.frames_done));
-        if !diverted.is_empty() {
-            run.failing_since.get_or_insert_with(Instant::now);
-            self.shared.health.delivery_failed();
-        }
+        let mut diverted = {
+            let mut shared = lock(&self.shared.diverted);
+            if !shared.is_empty() {
+                run.failing_since.get_or_insert_with(Instant::now);
+                self.shared.health.delivery_failed();
+            }
+            // The spool takes an outage's failed records all at once, in the order they were
+            // sent; the loss policy takes them as they come.
+            if direct_idle || run.spooler.is_none() {
+                std::mem::take(&mut *shared)
+            } else {
+                Vec::new()
+            }
+        };
         match run.spooler.as_deref_mut() {
             Some(spooler) => {
-                for Diverted { record, token } in diverted {
+                diverted.sort_by_key(|d| d.sent_at);
+                for Diverted { record, token, .. } in diverted {
                     spooler.hold(record, token);
                 }
                 if direct_idle {
@@ -572,7 +602,7 @@ impl Producer {
                 }
             }
             None => {
-                for Diverted { record, token } in diverted {
+                for Diverted { record, token, .. } in diverted {
                     if !self.give_up(record, token, stop).await? {
                         return Ok(());
                     }
@@ -836,14 +866,15 @@ impl Producer {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        let diverted = std::mem::take(&mut *lock(&self.shared.diverted));
+        let mut diverted = std::mem::take(&mut *lock(&self.shared.diverted));
         if !diverted.is_empty() {
             tracing::info!(
                 records = diverted.len(),
                 "spooling records Kafka has not taken"
             );
         }
-        for Diverted { record, token } in diverted {
+        diverted.sort_by_key(|d| d.sent_at);
+        for Diverted { record, token, .. } in diverted {
             spooler.hold(record, token);
         }
         spooler.close();
