@@ -85,9 +85,12 @@ impl Health {
         self.spool_writable.store(writable, Ordering::Relaxed);
     }
 
-    /// A record was handed to librdkafka.
+    /// A record was handed to librdkafka. The first record to wait starts the stall clock
+    /// (after an idle time, no delivery is overdue yet).
     pub fn sent(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) <= 0 {
+            self.last_progress_ms.store(now_ms(), Ordering::Relaxed);
+        }
     }
 
     /// A record's delivery report arrived; `delivered` is false when it failed.
@@ -99,6 +102,12 @@ impl Health {
         }
     }
 
+    /// Records wait in librdkafka and none was delivered for `limit`.
+    pub fn stalled_for(&self, limit: Duration) -> bool {
+        let since = now_ms().saturating_sub(self.last_progress_ms.load(Ordering::Relaxed));
+        self.in_flight() > 0 && since >= limit.as_millis() as u64
+    }
+
     pub fn in_flight(&self) -> i64 {
         self.in_flight.load(Ordering::Relaxed)
     }
@@ -106,7 +115,7 @@ impl Health {
     pub fn report(&self) -> HealthReport {
         let in_flight = self.in_flight();
         let since = now_ms().saturating_sub(self.last_progress_ms.load(Ordering::Relaxed)) / 1000;
-        let stalled = in_flight > 0 && since >= self.stall_after.as_secs();
+        let stalled = self.stalled_for(self.stall_after);
         let kafka_reachable = self.kafka_reachable();
         let spool_writable = self.spool_writable.load(Ordering::Relaxed);
         HealthReport {

@@ -60,8 +60,8 @@ pub struct KafkaConfig {
     /// /health turns unhealthy when records wait and none was delivered for this long.
     #[serde(default = "default_stall_secs")]
     pub stall_secs: u64,
-    /// How long librdkafka tries to deliver a record before handing it to the disk spool
-    /// (`message.timeout.ms`). Without a spool, records wait in librdkafka for as long as
+    /// How long records may wait in librdkafka without any delivery before everything it holds
+    /// moves to the disk spool. Without a spool, records wait in librdkafka for as long as
     /// `retry_max_elapsed_secs` allows.
     #[serde(default = "default_message_timeout_ms")]
     pub message_timeout_ms: u64,
@@ -322,6 +322,8 @@ pub struct KafkaSettings {
     /// First and longest wait between replay attempts from the spool.
     pub retry_backoff: std::time::Duration,
     pub retry_backoff_max: std::time::Duration,
+    /// With a spool: no delivery for this long while records wait moves them to the spool.
+    pub spool_after: std::time::Duration,
     /// Give records up after this long (`retry_max_elapsed_secs`); `None`: never.
     pub give_up_after: Option<std::time::Duration>,
     pub on_retry_exhausted: RetryExhausted,
@@ -405,8 +407,10 @@ impl KafkaConfig {
     }
 
     /// librdkafka's `message.timeout.ms`: how long a record is retried inside librdkafka. With a
-    /// spool that is `message_timeout_ms`, then the record moves to disk; without one it is the
-    /// whole retry budget (0 = forever).
+    /// spool, forever: librdkafka never fails records one by one (which would let records queued
+    /// behind a failed one overtake it); the producer takes everything back at once after
+    /// `message_timeout_ms` without a delivery. Without a spool it is the whole retry budget
+    /// (0 = forever).
     fn message_timeout(&self, doc: &Document<'_>, spooling: bool) -> Result<String, ConfigError> {
         // librdkafka's limit for message.timeout.ms.
         const MAX_MS: u64 = i32::MAX as u64;
@@ -420,7 +424,7 @@ impl KafkaConfig {
                     format!("must be between 1000 and {MAX_MS}"),
                 ));
             }
-            return Ok(self.message_timeout_ms.to_string());
+            return Ok("0".to_owned());
         }
         let ms = self
             .retry_max_elapsed_secs
@@ -477,8 +481,8 @@ impl KafkaConfig {
         Ok(())
     }
 
-    /// With `spooling`, a record librdkafka could not deliver within `message_timeout_ms` goes to
-    /// the spool; without, it waits in librdkafka until `retry_max_elapsed_secs` (or forever).
+    /// With `spooling`, records librdkafka could not deliver within `message_timeout_ms` go to
+    /// the spool; without, they wait in librdkafka until `retry_max_elapsed_secs` (or forever).
     pub fn settings(
         &self,
         doc: &Document<'_>,
@@ -590,6 +594,7 @@ impl KafkaConfig {
             stall_after: std::time::Duration::from_secs(self.stall_secs),
             retry_backoff: std::time::Duration::from_millis(self.retry_backoff_ms),
             retry_backoff_max: std::time::Duration::from_millis(self.retry_backoff_max_ms),
+            spool_after: std::time::Duration::from_millis(self.message_timeout_ms),
             give_up_after: self
                 .retry_max_elapsed_secs
                 .map(std::time::Duration::from_secs),

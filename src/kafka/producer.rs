@@ -5,10 +5,11 @@
 //! so retries keep order). A full queue means wait for delivery reports (backpressure, never an
 //! error); a record Kafka rejects for good is counted by reason and given up.
 //!
-//! A record librdkafka could not deliver within `message_timeout_ms` goes to the disk spool, and
-//! the producer switches to spooling: librdkafka's queue is purged (so nothing queued behind the
-//! record is delivered ahead of it), and every new event goes to the spool too, behind the
-//! records librdkafka still held, which reach the spool first, sorted by when they were sent. Replay
+//! When records wait `message_timeout_ms` without any delivery, the delivery thread takes all of
+//! them back from librdkafka (purge) and they go to the disk spool, sorted by when they were
+//! sent; the producer switches to spooling, and every new event goes to the spool too, behind
+//! them. (librdkafka itself retries forever: a record it failed alone would let the records
+//! behind it overtake it.) Replay
 //! hands spooled frames back to librdkafka, oldest first, while Kafka answers; when the spool is
 //! drained and nothing is in flight, events go straight to librdkafka again. Within a partition,
 //! records therefore keep their order across the outage.
@@ -134,9 +135,9 @@ struct Shared {
     frames_done: Mutex<Vec<FrameDone>>,
     /// New events go to the spool. Set by the first diverted record when there is a spool.
     spooling: AtomicBool,
-    /// Set with `spooling`: the delivery thread purges librdkafka's queue (records not yet
-    /// sent), so none of them is delivered ahead of the failed record; they are diverted too.
-    purge_queue: AtomicBool,
+    /// The delivery thread takes every record back from librdkafka (purge: queued and in
+    /// flight), to be diverted in order. Set by the first diverted record of an outage.
+    take_back: AtomicBool,
     /// Direct records handed to librdkafka and not yet reported. Decremented after a failed
     /// record was pushed to `diverted`, so zero means every diverted record is there.
     direct_in_flight: AtomicI64,
@@ -252,8 +253,8 @@ impl Shared {
                 if self.on_failure == OnFailure::Spool
                     && !self.spooling.swap(true, Ordering::AcqRel)
                 {
-                    // Records queued behind this one must not be delivered ahead of it.
-                    self.purge_queue.store(true, Ordering::Release);
+                    // Records behind this one must not be delivered ahead of it.
+                    self.take_back.store(true, Ordering::Release);
                 }
                 true
             }
@@ -366,9 +367,14 @@ struct Poller {
 }
 
 impl Poller {
+    /// `spool_after`: with a spool, how long records may wait without a delivery before they are
+    /// all taken back from librdkafka, so they reach the spool in order. librdkafka never fails
+    /// them one by one (`message.timeout.ms = 0`): a record failing alone would let the ones
+    /// behind it overtake it. Checked after every poll, so within a second of the limit.
     fn start(
         producer: Arc<BaseProducer<DeliveryContext>>,
         shared: Arc<Shared>,
+        spool_after: Option<Duration>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
@@ -377,9 +383,10 @@ impl Poller {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     producer.poll(POLL_WAIT);
-                    // Right after the report that asked for it (not inside a callback).
-                    if shared.purge_queue.swap(false, Ordering::AcqRel) {
-                        producer.purge(PurgeConfig::default().queue());
+                    let stalled = spool_after.is_some_and(|limit| shared.health.stalled_for(limit));
+                    // Not inside a callback: purging serves no reports itself.
+                    if shared.take_back.swap(false, Ordering::AcqRel) || stalled {
+                        producer.purge(PurgeConfig::default().queue().inflight());
                     }
                 }
             })?;
@@ -430,7 +437,7 @@ impl Producer {
             diverted: Mutex::new(Vec::new()),
             frames_done: Mutex::new(Vec::new()),
             spooling: AtomicBool::new(false),
-            purge_queue: AtomicBool::new(false),
+            take_back: AtomicBool::new(false),
             direct_in_flight: AtomicI64::new(0),
         });
         let spooler = spool
@@ -452,7 +459,8 @@ impl Producer {
                 .create_with_context(context)
                 .map_err(ProducerError::Create)?,
         );
-        let poller = Poller::start(Arc::clone(&inner), Arc::clone(&shared))
+        let spool_after = spool.map(|_| settings.spool_after);
+        let poller = Poller::start(Arc::clone(&inner), Arc::clone(&shared), spool_after)
             .map_err(ProducerError::Thread)?;
         Ok(Self {
             inner,
