@@ -904,15 +904,8 @@ fn combine_terms(terms: Vec<Expr>, combine: fn(Vec<Expr>) -> Expr) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::path::fixtures::Typed;
-    use serde_json::{Map, json};
-
-    fn object(value: Value) -> Map<String, Value> {
-        match value {
-            Value::Object(map) => map,
-            other => panic!("not an object: {other}"),
-        }
-    }
+    use crate::pipeline::path::fixtures::{Typed, object};
+    use serde_json::json;
 
     fn holds(condition: &str, event: Value) -> bool {
         Condition::parse(condition)

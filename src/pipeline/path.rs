@@ -137,7 +137,17 @@ pub fn lookup<'a>(map: &'a Map<String, Value>, segments: &[Box<str>]) -> Option<
 pub mod fixtures {
     use chrono::TimeZone as _;
 
+    use serde_json::{Map, Value};
+
     use super::{FieldPath, FieldRef, Fields};
+
+    /// A JSON object's map, for tests that write events as `json!({...})`.
+    pub fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
 
     /// Fields of the typed kinds events keep outside JSON.
     pub struct Typed;

@@ -203,15 +203,8 @@ fn append_field<F: Fields + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::path::fixtures::Typed;
+    use crate::pipeline::path::fixtures::{Typed, object};
     use serde_json::{Map, json};
-
-    fn object(value: Value) -> Map<String, Value> {
-        match value {
-            Value::Object(map) => map,
-            other => panic!("not an object: {other}"),
-        }
-    }
 
     fn render(template: &str, event: Value) -> Result<String, MissingField> {
         Template::parse(template).unwrap().render(&object(event))

@@ -67,8 +67,9 @@ fn wait_until_steady(agent: &Agent, metric: &str, quiet: Duration, timeout: Dura
 }
 
 /// Every line arrived, and per file the first arrival of each line is in written order (one
-/// partition). Duplicates are allowed: a record whose delivery timed out while the broker was
-/// frozen may still have been written once the broker woke, and is spooled and replayed too;
+/// partition). Duplicates are allowed: a record taken back from librdkafka while in flight to a
+/// frozen broker may still have been written once the broker woke, and is spooled and replayed
+/// too;
 /// a kill -9 during replay resends what was delivered since the spool's last position write.
 /// Returns how many there were.
 fn assert_all_arrived_in_order(records: &[Record], files: &[Vec<String>]) -> usize {
@@ -88,6 +89,18 @@ fn assert_all_arrived_in_order(records: &[Record], files: &[Vec<String>]) -> usi
     );
     assert_in_order_per_file(&messages, files);
     records.len() - total
+}
+
+/// Wakes the broker, then reads the topic until every line arrived, in order.
+fn thaw_and_expect_every_line(broker: &PrivateBroker, topic: &str, lines: Vec<String>) {
+    broker.thaw();
+    let mut reader = TopicReader::new(&broker.address, topic);
+    let records = reader.read_until(
+        lines.len(),
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    );
+    assert_all_arrived_in_order(records, &[lines]);
 }
 
 fn assert_in_order_per_file(messages: &[&str], files: &[Vec<String>]) {
@@ -265,7 +278,7 @@ fn kill_9_while_spooling_and_while_replaying_loses_nothing() {
     // Each kill can repeat at most what was spooled: lines spooled after the last checkpoint
     // write (100 ms) are read and spooled again (first kill), and frames replayed after the
     // last position write (250 ms) are replayed again (second kill). Plus librdkafka's window
-    // of records that timed out while the broker was frozen, yet were written once it woke.
+    // of records taken back while in flight to the frozen broker, yet written once it woke.
     // Reading a file already written, the agent spools and replays a few hundred thousand
     // lines a second, so both windows hold tens of thousands of lines here.
     assert!(
@@ -444,14 +457,7 @@ fn a_full_spool_that_blocks_pauses_the_source_and_loses_nothing() {
     let checkpoint = setup.checkpoint_offsets()[&path.display().to_string()];
     assert!(checkpoint < size, "the source went on past a full spool");
 
-    broker.thaw();
-    let mut reader = TopicReader::new(&broker.address, &topic);
-    let records = reader.read_until(
-        lines.len(),
-        Duration::from_secs(3),
-        Duration::from_secs(120),
-    );
-    assert_all_arrived_in_order(records, &[lines]);
+    thaw_and_expect_every_line(&broker, &topic, lines);
     assert_eq!(
         agent.metric("logship_spool_records_dropped_total"),
         Some(0.0)
@@ -520,14 +526,7 @@ fn a_full_spool_disk_turns_health_red_without_crashing() {
         "the log says why"
     );
 
-    broker.thaw();
-    let mut reader = TopicReader::new(&broker.address, &topic);
-    let records = reader.read_until(
-        lines.len(),
-        Duration::from_secs(3),
-        Duration::from_secs(120),
-    );
-    assert_all_arrived_in_order(records, &[lines]);
+    thaw_and_expect_every_line(&broker, &topic, lines);
     agent.wait_until_healthy(Duration::from_secs(30));
 }
 
