@@ -17,12 +17,14 @@ use crate::api;
 use crate::config::{Config, SourceSettings};
 use crate::health::Health;
 use crate::kafka::{Producer, ProducerError};
+use crate::memory::{Batch, MemoryBudget};
 use crate::pipeline;
 use crate::source::file::{FileSource, SourceControl};
 
-/// Batches waiting between the sources and the producer. Each batch holds at most one read turn
-/// (`max_read_bytes` plus one line), so this bounds the queue in bytes.
-const CHANNEL_BATCHES: usize = 16;
+/// Batches waiting in each channel between a source, its pipeline and the producer. The memory
+/// budget bounds their bytes; this keeps the number small, since a few batches of one read turn
+/// each keep the producer busy (more only made resident memory grow: BENCHMARKS.md).
+const CHANNEL_BATCHES: usize = 4;
 /// How often the brokers are asked for metadata, for /health.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// Part of `shutdown_timeout` kept for the final checkpoints (at most a quarter of it).
@@ -74,11 +76,13 @@ pub async fn run(
         finish: CancellationToken::new(),
     };
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    let memory = MemoryBudget::new(usize::try_from(config.memory.events).unwrap_or(usize::MAX));
     let mut sources = Vec::new();
     for (id, settings) in &config.sources {
         match settings {
             SourceSettings::File(file) => {
-                let source = FileSource::new(id, file.clone(), &config.data_dir, &host);
+                let source =
+                    FileSource::new(id, file.clone(), &config.data_dir, &host, memory.clone());
                 let source_tx = through_pipeline(&config, file.pipeline.as_deref(), &tx);
                 sources.push(tokio::spawn(source.run(source_tx, control.clone())));
             }
@@ -141,8 +145,8 @@ pub async fn run(
 fn through_pipeline(
     config: &Config,
     pipeline: Option<&str>,
-    producer_tx: &mpsc::Sender<Vec<crate::event::Event>>,
-) -> mpsc::Sender<Vec<crate::event::Event>> {
+    producer_tx: &mpsc::Sender<Batch>,
+) -> mpsc::Sender<Batch> {
     let Some(pipeline) = pipeline.and_then(|name| config.pipelines.get(name)) else {
         return producer_tx.clone();
     };

@@ -9,11 +9,12 @@
 //!
 //! - `config`: TOML → checked settings; every error names its key path and line.
 //! - `event`: the event model and its JSON encoding (Elastic Common Schema names).
+//! - `memory`: the memory budget; each batch carries its charge to the producer.
 //! - `ack`: ordered acknowledgements; a position advances only past delivered events.
 //! - `source`: where events come from (files today).
 //! - `pipeline`: parse, enrich, filter, redact and route events; `[[tests]]` for `logship test`.
 //! - `kafka`: the producer, one record per event, delivery reports → acks.
-//! - `spool`: the disk spool's segment format (not wired into the producer yet).
+//! - `spool`: the disk spool: checksummed segment files, recovery, replay positions.
 //! - `metrics`: every metric name, in one place.
 //! - `health`: whether Kafka is reachable and deliveries progress.
 //! - `api`: the HTTP server for /metrics and /health.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod event;
 pub mod health;
 pub mod kafka;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod shutdown;

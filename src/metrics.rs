@@ -56,6 +56,9 @@ pub const PIPELINE_DEAD_LETTERED: &str = "logship_pipeline_events_dead_lettered_
 pub const PIPELINE_METRIC_SERIES_OVERFLOW: &str = "logship_pipeline_metric_series_overflow_total";
 pub const PIPELINE_CONTAINER_LINES_TRUNCATED: &str =
     "logship_pipeline_container_lines_truncated_total";
+pub const MEMORY_EVENTS_BUDGET: &str = "logship_memory_events_budget_bytes";
+pub const MEMORY_CHARGED: &str = "logship_memory_events_bytes";
+pub const MEMORY_WAITS: &str = "logship_memory_waits_total";
 
 /// Installs the Prometheus recorder for this process and describes every metric.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
@@ -67,6 +70,18 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
             ],
         )?
         .install_recorder()?;
+    describe_gauge!(
+        MEMORY_EVENTS_BUDGET,
+        "Bytes of events that may wait between the sources and librdkafka: memory_limit_bytes less librdkafka's queue and the read buffers."
+    );
+    describe_gauge!(
+        MEMORY_CHARGED,
+        "Bytes of events waiting between the sources and librdkafka (lines plus a fixed cost per event)."
+    );
+    describe_counter!(
+        MEMORY_WAITS,
+        "Times a source paused because the memory budget was spent."
+    );
     describe_histogram!(
         KAFKA_DELIVERY_LATENCY,
         "Seconds from handing a record to librdkafka to its acknowledgement (or rejection)."

@@ -12,6 +12,7 @@ use crate::pipeline::template::Template;
 
 use super::ConfigError;
 use super::document::Document;
+use super::memory::{MemoryPlan, QueueKeys};
 
 /// Keys of `[kafka]`, as written in TOML.
 #[derive(Debug, Clone, Deserialize)]
@@ -89,11 +90,13 @@ pub struct KafkaConfig {
     #[serde(default = "default_batch_max_bytes")]
     pub batch_max_bytes: u64,
     /// Most bytes of records handed to librdkafka and not yet acknowledged: the in-flight window.
-    #[serde(default = "default_queue_max_bytes")]
-    pub queue_max_bytes: u64,
-    /// Most records handed to librdkafka and not yet acknowledged.
-    #[serde(default = "default_queue_max_events")]
-    pub queue_max_events: u64,
+    /// Unset: a quarter of `memory_limit_bytes`, at most 16 MiB.
+    #[serde(default)]
+    pub queue_max_bytes: Option<u64>,
+    /// Most records handed to librdkafka and not yet acknowledged. Unset: one per 512 bytes of
+    /// `queue_max_bytes`, at most 20,000.
+    #[serde(default)]
+    pub queue_max_events: Option<u64>,
     /// Further librdkafka properties, passed through as strings.
     #[serde(default)]
     pub librdkafka_options: BTreeMap<String, String>,
@@ -247,12 +250,6 @@ const fn default_linger_ms() -> u64 {
 }
 const fn default_batch_max_bytes() -> u64 {
     1_000_000
-}
-const fn default_queue_max_bytes() -> u64 {
-    16 * 1024 * 1024
-}
-const fn default_queue_max_events() -> u64 {
-    20_000
 }
 const fn default_max_message_bytes() -> u64 {
     1_000_000
@@ -481,12 +478,22 @@ impl KafkaConfig {
         Ok(())
     }
 
+    /// The keys `memory_limit_bytes` shares out with the rest of the agent.
+    pub fn queue_keys(&self) -> QueueKeys {
+        QueueKeys {
+            queue_max_bytes: self.queue_max_bytes,
+            queue_max_events: self.queue_max_events,
+        }
+    }
+
     /// With `spooling`, records librdkafka could not deliver within `message_timeout_ms` go to
     /// the spool; without, they wait in librdkafka until `retry_max_elapsed_secs` (or forever).
+    /// librdkafka's queue is sized by `memory`.
     pub fn settings(
         &self,
         doc: &Document<'_>,
         spooling: bool,
+        memory: &MemoryPlan,
     ) -> Result<KafkaSettings, ConfigError> {
         if self.brokers.is_empty() {
             return Err(doc.error_at("kafka.brokers", "must list at least one broker"));
@@ -506,12 +513,6 @@ impl KafkaConfig {
             return Err(doc.error_at("kafka.topic", "must not be empty"));
         }
         let records = self.record_settings(doc)?;
-        if self.queue_max_bytes < 1024 {
-            return Err(doc.error_at("kafka.queue_max_bytes", "must be at least 1024"));
-        }
-        if self.queue_max_events == 0 {
-            return Err(doc.error_at("kafka.queue_max_events", "must be positive"));
-        }
         let mut client = ClientConfig::new();
         for (key, value) in &self.librdkafka_options {
             if RESERVED.contains(&key.as_str()) {
@@ -555,11 +556,11 @@ impl KafkaConfig {
             .set("message.timeout.ms", self.message_timeout(doc, spooling)?)
             .set(
                 "queue.buffering.max.kbytes",
-                (self.queue_max_bytes / 1024).to_string(),
+                (memory.queue_bytes / 1024).to_string(),
             )
             .set(
                 "queue.buffering.max.messages",
-                self.queue_max_events.to_string(),
+                memory.queue_events.to_string(),
             );
         // librdkafka checks every property name and value here, without connecting anywhere.
         if let Err(e) = client.create_native_config() {

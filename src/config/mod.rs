@@ -10,6 +10,7 @@ mod document;
 mod file_source;
 mod interpolate;
 mod kafka;
+mod memory;
 mod pipeline;
 mod spool;
 
@@ -32,6 +33,7 @@ pub use interpolate::{InterpolationError, interpolate};
 pub use kafka::{
     Compression, Encoding, KafkaConfig, KafkaSettings, Oversize, RecordSettings, RetryExhausted,
 };
+pub use memory::MemoryPlan;
 pub use spool::{Fsync, SpoolConfig, SpoolSettings, WhenFull};
 
 /// Why a configuration was rejected.
@@ -71,6 +73,10 @@ struct RootConfig {
     /// How long `run` waits for outstanding deliveries after SIGTERM or SIGINT.
     #[serde(default = "default_shutdown_timeout_secs")]
     shutdown_timeout_secs: u64,
+    /// Memory for events in the agent: librdkafka's queue, read buffers and the events between
+    /// them (`config::memory`).
+    #[serde(default = "default_memory_limit_bytes")]
+    memory_limit_bytes: u64,
     #[serde(default)]
     api: ApiConfig,
     kafka: KafkaConfig,
@@ -83,6 +89,9 @@ fn default_data_dir() -> PathBuf {
 }
 const fn default_shutdown_timeout_secs() -> u64 {
     30
+}
+const fn default_memory_limit_bytes() -> u64 {
+    memory::DEFAULT_LIMIT
 }
 
 /// `[api]`: the HTTP server for /metrics and /health.
@@ -127,6 +136,8 @@ pub struct Config {
     pub kafka: KafkaSettings,
     /// `None` when `[spool] enabled = false`.
     pub spool: Option<SpoolSettings>,
+    /// How `memory_limit_bytes` is shared out.
+    pub memory: MemoryPlan,
 }
 
 impl Config {
@@ -173,9 +184,15 @@ impl Config {
         check_data_dir(&raw.data_dir).map_err(|reason| doc.error_at("data_dir", reason))?;
 
         let spool = raw.spool.settings(&doc, &raw.data_dir)?;
-        let kafka = raw.kafka.settings(&doc, spool.is_some())?;
-        let pipelines = pipeline::pipelines(&doc, pipelines, kafka.dead_letter_topic.as_deref())?;
         let sources = sources_settings(&doc, sources)?;
+        let memory = MemoryPlan::new(
+            &doc,
+            raw.memory_limit_bytes,
+            &raw.kafka.queue_keys(),
+            &sources,
+        )?;
+        let kafka = raw.kafka.settings(&doc, spool.is_some(), &memory)?;
+        let pipelines = pipeline::pipelines(&doc, pipelines, kafka.dead_letter_topic.as_deref())?;
         for (id, source) in &sources {
             let SourceSettings::File(file) = source;
             if let Some(name) = &file.pipeline
@@ -197,6 +214,7 @@ impl Config {
             tests,
             kafka,
             spool,
+            memory,
         })
     }
 }

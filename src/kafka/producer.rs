@@ -35,8 +35,8 @@ use super::record::{Prepared, RecordMaker, owned_headers, spool_headers};
 use super::spooling::{Backoff, Spooler};
 use crate::ack::AckToken;
 use crate::config::{KafkaSettings, RetryExhausted, SpoolSettings};
-use crate::event::Event;
 use crate::health::Health;
+use crate::memory::Batch;
 use crate::metrics::{FailureReason, LogLimiter, ProducerMetrics};
 use crate::spool::{FramePos, SpoolError, SpoolRecord};
 
@@ -478,7 +478,7 @@ impl Producer {
     /// dropped unsettled, so their lines are read again after a restart.
     pub async fn run(
         &self,
-        mut rx: mpsc::Receiver<Vec<Event>>,
+        mut rx: mpsc::Receiver<Batch>,
         stop: CancellationToken,
     ) -> Result<(), ProducerError> {
         let mut spooler = self.spooler.lock().await;
@@ -513,7 +513,8 @@ impl Producer {
                 _ = self.shared.reported.notified() => continue,
                 _ = tokio::time::sleep(SPOOL_TICK), if spooling => continue,
             };
-            for event in batch {
+            // The batch's memory charge is given back once every record is handed on.
+            for event in batch.events {
                 let Some(prepared) = self.records.prepare(event, &self.shared.metrics) else {
                     continue;
                 };

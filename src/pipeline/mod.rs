@@ -27,6 +27,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::event::Event;
+use crate::memory::{Batch, charge_for};
 use crate::metrics::PipelineMetrics;
 use condition::Condition;
 use path::{FieldPath, Fields};
@@ -208,22 +209,24 @@ const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Runs batches from `rx` through `pipeline` into `tx` until `rx` closes or `tx` is gone, and
 /// ships held events whose time ran out. A full `tx` waits, so backpressure reaches the source.
 /// Events still held when `rx` closes (shutdown) are dropped unsettled: read again after restart.
-pub async fn run(
-    mut pipeline: Pipeline,
-    mut rx: mpsc::Receiver<Vec<Event>>,
-    tx: mpsc::Sender<Vec<Event>>,
-) {
+/// A batch keeps its memory charge through the pipeline.
+pub async fn run(mut pipeline: Pipeline, mut rx: mpsc::Receiver<Batch>, tx: mpsc::Sender<Batch>) {
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let out = tokio::select! {
             batch = rx.recv() => match batch {
-                Some(batch) => pipeline.process_batch(batch),
+                Some(Batch { events, mut charge }) => {
+                    let events = pipeline.process_batch(events);
+                    // Parsed fields make events larger than their lines; never waits.
+                    charge.resize(charge_for(&events));
+                    Batch { events, charge }
+                }
                 None => return,
             },
-            _ = tick.tick() => pipeline.flush_expired(std::time::Instant::now()),
+            _ = tick.tick() => Batch::uncharged(pipeline.flush_expired(std::time::Instant::now())),
         };
-        if !out.is_empty() && tx.send(out).await.is_err() {
+        if !out.events.is_empty() && tx.send(out).await.is_err() {
             return;
         }
     }

@@ -111,3 +111,28 @@ fn spool_and_retry_mistakes_name_their_key() {
         assert_config_rejected(&text, key);
     }
 }
+
+/// `memory_limit_bytes` too small for librdkafka's queue and the sources' read turns: exit 78,
+/// the key, and the figure to raise it to.
+#[test]
+fn a_memory_limit_too_small_for_the_queue_names_the_figure_to_raise_it_to() {
+    let text = VALID.replace(
+        "data_dir = \"DATA\"",
+        "data_dir = \"DATA\"\nmemory_limit_bytes = 8388608",
+    );
+    let text = text.replace(
+        "topic = \"logs\"",
+        "topic = \"logs\"\nqueue_max_bytes = 6291456",
+    );
+    assert_config_rejected(&text, "memory_limit_bytes");
+    let out = run_config("validate", &text);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("raise it to"), "{stderr}");
+    for (limit, key) in [("1024", "memory_limit_bytes"), ("-1", "memory_limit_bytes")] {
+        let text = VALID.replace(
+            "data_dir = \"DATA\"",
+            &format!("data_dir = \"DATA\"\nmemory_limit_bytes = {limit}"),
+        );
+        assert_config_rejected(&text, key);
+    }
+}

@@ -430,17 +430,23 @@ topic = "{topic}"
         path
     }
 
-    pub fn checkpoint(&self) -> Option<Value> {
-        let bytes = std::fs::read(self.data.join("checkpoints/app.json")).ok()?;
+    /// The checkpoint of source `id`.
+    pub fn checkpoint_of(&self, id: &str) -> Option<Value> {
+        let bytes = std::fs::read(self.data.join(format!("checkpoints/{id}.json"))).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
     /// Waits until the checkpoint of every file in `paths` reaches that file's size.
     pub fn wait_for_checkpoints_at_eof<'a>(&self, paths: impl IntoIterator<Item = &'a Path>) {
+        self.wait_for_source_at_eof("app", paths);
+    }
+
+    /// Waits until source `id`'s checkpoint has every file in `paths` at that file's size.
+    pub fn wait_for_source_at_eof<'a>(&self, id: &str, paths: impl IntoIterator<Item = &'a Path>) {
         let paths: Vec<&Path> = paths.into_iter().collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let offsets = self.checkpoint_offsets();
+            let offsets = self.checkpoint_offsets_of(id);
             let at_eof = paths.iter().all(|p| {
                 let size = std::fs::metadata(p).expect("log file").len();
                 offsets.get(&p.display().to_string()) == Some(&size)
@@ -458,7 +464,11 @@ topic = "{topic}"
 
     /// Offsets in the checkpoint file, by path.
     pub fn checkpoint_offsets(&self) -> HashMap<String, u64> {
-        let Some(checkpoint) = self.checkpoint() else {
+        self.checkpoint_offsets_of("app")
+    }
+
+    fn checkpoint_offsets_of(&self, id: &str) -> HashMap<String, u64> {
+        let Some(checkpoint) = self.checkpoint_of(id) else {
             return HashMap::new();
         };
         checkpoint["files"]
@@ -632,6 +642,26 @@ impl Agent {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The agent's resident memory now and at its peak (VmRSS, VmHWM), in bytes.
+    pub fn resident_bytes(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the agent's /proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(name)?
+                        .trim()
+                        .strip_suffix("kB")?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
+                .map_or(0, |kib: u64| kib * 1024)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     pub fn kill9(mut self) {

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::FileSourceSettings;
 use crate::event::Event;
+use crate::memory::{Batch, MemoryBudget, charge_for};
 use crate::metrics::FileSourceMetrics;
 use checkpoint::{Checkpoint, CheckpointStore};
 use discovery::Wakeups;
@@ -39,9 +40,6 @@ use files::FileSet;
 
 /// Longest wait between two passes over all files for their timeouts.
 const MAINTAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// A batch of events; bounded in bytes by `max_read_bytes + max_line_bytes` of input.
-pub type Batch = Vec<Event>;
 
 /// Signals that steer a source through shutdown.
 #[derive(Debug, Clone)]
@@ -64,6 +62,8 @@ pub struct FileSource {
     store: Option<CheckpointStore>,
     metrics: FileSourceMetrics,
     files: FileSet,
+    /// Charged for every batch before it is sent.
+    memory: MemoryBudget,
 }
 
 /// Where a running source's batches and checkpoints go, and what wakes it.
@@ -136,7 +136,13 @@ impl CheckpointWriter {
 }
 
 impl FileSource {
-    pub fn new(id: &str, settings: FileSourceSettings, data_dir: &Path, host: &str) -> Self {
+    pub fn new(
+        id: &str,
+        settings: FileSourceSettings,
+        data_dir: &Path,
+        host: &str,
+        memory: MemoryBudget,
+    ) -> Self {
         let store = CheckpointStore::new(data_dir, id);
         let checkpoint = load_or_set_aside(&store, id);
         let metrics = FileSourceMetrics::new(id);
@@ -149,11 +155,13 @@ impl FileSource {
             store: Some(store),
             metrics,
             files,
+            memory,
         }
     }
 
     /// Reads until `control.stop`, then waits for `control.finish` and writes the final
-    /// checkpoint. Full channel: the send waits, so reading stops (backpressure).
+    /// checkpoint. Spent memory budget or full channel: the send waits, so reading stops
+    /// (backpressure).
     pub async fn run(mut self, tx: mpsc::Sender<Batch>, control: SourceControl) {
         let store = self
             .store
@@ -239,12 +247,13 @@ impl FileSource {
         out.next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
     }
 
-    /// Sends one batch (nothing when empty), waiting while the channel is full. Checkpoints keep
+    /// Sends one batch (nothing when empty), waiting while the memory budget is spent or the
+    /// channel is full. Checkpoints keep
     /// being written during the wait: under backpressure deliveries still settle, and a crash
     /// should not resend them. Files keep being discovered too: a file created and rotated out
     /// of the globs while nothing is read is opened (its inode held) before its name goes, and
     /// read once the channel has room. Returns false when the source must stop.
-    async fn send(&mut self, out: &mut Outlet, mut batch: Batch) -> bool {
+    async fn send(&mut self, out: &mut Outlet, mut batch: Vec<Event>) -> bool {
         if batch.is_empty() {
             return true;
         }
@@ -253,23 +262,31 @@ impl FileSource {
             .checked_sub(self.settings.poll_interval)
             .unwrap_or_else(Instant::now);
         let tx = out.tx.clone();
-        // One reservation for the whole wait, so this source keeps its place in the channel's
-        // queue however often inotify wakes the wait.
-        let reserve = tx.reserve();
+        // One charge and one reservation for the whole wait, so this source keeps its place in
+        // the budget's and the channel's queues however often inotify wakes the wait.
+        let memory = self.memory.clone();
+        let wait_for_room = |bytes| {
+            let (memory, tx) = (memory.clone(), tx.clone());
+            async move {
+                let charge = memory.charge(bytes).await;
+                tx.reserve_owned().await.map(|permit| (charge, permit))
+            }
+        };
+        let reserve = wait_for_room(charge_for(&batch));
         tokio::pin!(reserve);
         loop {
             tokio::select! {
                 biased;
                 _ = out.stop.cancelled() => return false,
-                permit = &mut reserve => match permit {
-                    Ok(permit) => {
-                        permit.send(batch);
+                room = &mut reserve => match room {
+                    Ok((charge, permit)) => {
+                        permit.send(Batch { events: batch, charge });
                         // What a scan flushed during the wait goes right after, in order.
                         if self.deferred.is_empty() {
                             return true;
                         }
                         batch = std::mem::take(&mut self.deferred);
-                        reserve.set(tx.reserve());
+                        reserve.set(wait_for_room(charge_for(&batch)));
                     }
                     Err(_) => return false,
                 },
