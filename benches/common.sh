@@ -15,7 +15,9 @@ work=$(mktemp -d)
 agent=""
 writer=""
 trap '[ -n "$agent" ] && kill -9 $agent 2>/dev/null; [ -n "$writer" ] && kill $writer 2>/dev/null; $stop_services stop; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# free_port: a TCP port nothing listens on now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
 
 # create_topic NAME: a 3-partition topic on the test broker.
 create_topic() {
@@ -38,4 +40,56 @@ brokers = ["$LOGSHIP_TEST_BROKERS"]
 topic = "$topic"
 ${2:-}
 TOML
+}
+
+# metric NAME: the first sample of metric NAME on the agent's /metrics, 0 when absent.
+metric() {
+  local v
+  v=$(curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$1" 'index($1, m) == 1 {print $2; exit}')
+  echo "${v:-0}"
+}
+
+# wait_for_metric NAME N: polls every 50 ms until metric NAME reaches N.
+wait_for_metric() {
+  local v=0
+  while [ "${v%.*}" -lt "$2" ]; do
+    sleep 0.05
+    v=$(metric "$1")
+  done
+}
+
+# start_agent: runs the release agent on $work/bench.toml in the background; sets $agent.
+start_agent() {
+  LOGSHIP_LOG=warn "$target/release/logship" run -c "$work/bench.toml" &
+  agent=$!
+}
+
+# stop_agent: SIGTERM, and wait for the agent to exit.
+stop_agent() {
+  kill -TERM "$agent"
+  wait "$agent" || true
+  agent=""
+}
+
+# measure_until LABEL METRIC LINES BYTES: starts the agent, waits until METRIC reaches LINES,
+# stops it, and prints the wall time, the agent's CPU time (utime+stime from /proc), CPU seconds
+# per GB of BYTES of input, and its peak RSS (VmHWM).
+measure_until() {
+  local start end ticks hwm
+  start=$(date +%s%N)
+  start_agent
+  wait_for_metric "$2" "$3"
+  end=$(date +%s%N)
+  ticks=$(awk '{print $14 + $15}' "/proc/$agent/stat")
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
+  stop_agent
+  python3 - "$1" "$3" "$4" "$((end - start))" "$ticks" "$(getconf CLK_TCK)" "$hwm" <<'PY'
+import sys
+label, lines, nbytes, nanos, ticks, hz, hwm = sys.argv[1:]
+lines, nbytes, secs = int(lines), int(nbytes), int(nanos) / 1e9
+cpu = int(ticks) / int(hz)
+print(f"{label}: lines={lines} seconds={secs:.2f} lines_per_sec={lines/secs:,.0f} "
+      f"MiB_per_sec={nbytes/secs/2**20:.1f} cpu_seconds={cpu:.2f} "
+      f"cpu_seconds_per_GB={cpu/(nbytes/1e9):.1f} peak_rss_MiB={int(hwm)/1024:.1f}")
+PY
 }

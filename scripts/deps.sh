@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # deps.sh — install the Debian packages logship needs to build and test, on a fresh Debian 12.
 # Idempotent: runs apt-get only when something is missing. Needs root (or sudo) for that.
+# Extra package names as arguments are installed too (benches/vs_kcat.sh asks for kcat).
 set -euo pipefail
 
-packages=(build-essential pkg-config libssl-dev zlib1g-dev python3 python3-venv curl)
+packages=(build-essential pkg-config libssl-dev zlib1g-dev python3 python3-venv curl "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

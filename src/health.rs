@@ -2,7 +2,7 @@
 //! written, and whether deliveries make progress. Written by the producer, read by the API server.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -10,14 +10,17 @@ use serde::Serialize;
 #[derive(Debug)]
 pub struct Health {
     kafka_reachable: AtomicBool,
-    /// Unix milliseconds of the last broker probe that was answered, and of the last record
-    /// Kafka did not take (a timeout, a failed replay).
+    /// Times below are milliseconds since `epoch` (a monotonic clock: a wall-clock step cannot
+    /// fake a stall).
+    epoch: Instant,
+    /// The last broker probe that was answered, and the last record Kafka did not take (a
+    /// timeout, a failed replay).
     probe_answered_ms: AtomicU64,
     last_failure_ms: AtomicU64,
     /// Cleared while writes to the spool fail (a full disk, for example).
     spool_writable: AtomicBool,
     in_flight: AtomicI64,
-    /// Unix milliseconds of the last delivery, or of the start when nothing was delivered yet.
+    /// The last delivery, or the start when nothing was delivered yet.
     last_progress_ms: AtomicU64,
     stall_after: Duration,
 }
@@ -33,24 +36,27 @@ pub struct HealthReport {
     pub stalled: bool,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Health {
     /// Deliveries count as stalled when records wait and none was acknowledged for `stall_after`.
     pub fn new(stall_after: Duration) -> Self {
         Self {
             kafka_reachable: AtomicBool::new(false),
+            epoch: Instant::now(),
             spool_writable: AtomicBool::new(true),
             probe_answered_ms: AtomicU64::new(0),
             last_failure_ms: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
-            last_progress_ms: AtomicU64::new(now_ms()),
+            last_progress_ms: AtomicU64::new(0),
             stall_after,
         }
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.ms(Instant::now())
     }
 
     pub fn set_kafka_reachable(&self, reachable: bool) {
@@ -60,14 +66,15 @@ impl Health {
     /// A metadata probe of the brokers finished; `answered` says whether they replied.
     pub fn probed(&self, answered: bool) {
         if answered {
-            self.probe_answered_ms.store(now_ms(), Ordering::Relaxed);
+            self.probe_answered_ms
+                .store(self.now_ms(), Ordering::Relaxed);
         }
         self.set_kafka_reachable(answered);
     }
 
     /// Kafka did not take a record just now (or, at start, records wait from an earlier run).
     pub fn delivery_failed(&self) {
-        self.last_failure_ms.store(now_ms(), Ordering::Relaxed);
+        self.last_failure_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     /// Whether a broker probe was answered after the last `delivery_failed` (in a later
@@ -89,22 +96,25 @@ impl Health {
     /// (after an idle time, no delivery is overdue yet).
     pub fn sent(&self) {
         if self.in_flight.fetch_add(1, Ordering::Relaxed) <= 0 {
-            self.last_progress_ms.store(now_ms(), Ordering::Relaxed);
+            self.last_progress_ms
+                .store(self.now_ms(), Ordering::Relaxed);
         }
     }
 
-    /// A record's delivery report arrived; `delivered` is false when it failed.
-    pub fn reported(&self, delivered: bool) {
+    /// A record's delivery report arrived `at`; `delivered` is false when it failed.
+    pub fn reported(&self, delivered: bool, at: Instant) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         if delivered {
-            self.last_progress_ms.store(now_ms(), Ordering::Relaxed);
+            self.last_progress_ms.store(self.ms(at), Ordering::Relaxed);
             self.kafka_reachable.store(true, Ordering::Relaxed);
         }
     }
 
     /// Records wait in librdkafka and none was delivered for `limit`.
     pub fn stalled_for(&self, limit: Duration) -> bool {
-        let since = now_ms().saturating_sub(self.last_progress_ms.load(Ordering::Relaxed));
+        let since = self
+            .now_ms()
+            .saturating_sub(self.last_progress_ms.load(Ordering::Relaxed));
         self.in_flight() > 0 && since >= limit.as_millis() as u64
     }
 
@@ -114,7 +124,10 @@ impl Health {
 
     pub fn report(&self) -> HealthReport {
         let in_flight = self.in_flight();
-        let since = now_ms().saturating_sub(self.last_progress_ms.load(Ordering::Relaxed)) / 1000;
+        let since = self
+            .now_ms()
+            .saturating_sub(self.last_progress_ms.load(Ordering::Relaxed))
+            / 1000;
         let stalled = self.stalled_for(self.stall_after);
         let kafka_reachable = self.kafka_reachable();
         let spool_writable = self.spool_writable.load(Ordering::Relaxed);
@@ -162,7 +175,7 @@ mod tests {
         health.sent();
         assert!(health.report().stalled);
         assert!(!health.report().healthy);
-        health.reported(true);
+        health.reported(true, Instant::now());
         assert!(!health.report().stalled, "nothing waits any more");
     }
 }

@@ -201,7 +201,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     );
     describe_counter!(
         KAFKA_EVENTS_FAILED,
-        "Records Kafka rejected for good, per topic and reason; not delivered."
+        "Records Kafka rejected for good, by reason and action: dead_lettered (delivered to dead_letter_topic) or dropped."
     );
     describe_gauge!(
         KAFKA_EVENTS_IN_FLIGHT,
@@ -515,8 +515,10 @@ impl ProducerMetrics {
     pub fn new(topic: &str) -> Self {
         // Every reason exists from the start at 0, so alerts on `increase()` see the first failure.
         for reason in FailureReason::ALL {
-            counter!(KAFKA_EVENTS_FAILED, "topic" => topic.to_owned(), "reason" => reason.label())
-                .absolute(0);
+            for action in ["dropped", "dead_lettered"] {
+                counter!(KAFKA_EVENTS_FAILED, "topic" => topic.to_owned(), "reason" => reason.label(), "action" => action)
+                    .absolute(0);
+            }
         }
         Self {
             delivered: counter!(KAFKA_EVENTS_DELIVERED, "topic" => topic.to_owned()),
@@ -529,13 +531,19 @@ impl ProducerMetrics {
         }
     }
 
-    /// A record Kafka rejected for good.
-    pub fn failed(&self, reason: FailureReason, error: &dyn std::fmt::Display) {
+    /// A record Kafka rejected for good, and what became of it: `dropped`, or `dead_lettered`
+    /// (delivered to `dead_letter_topic`).
+    pub fn failed(
+        &self,
+        reason: FailureReason,
+        action: &'static str,
+        error: &dyn std::fmt::Display,
+    ) {
         let reason = reason.label();
-        counter!(KAFKA_EVENTS_FAILED, "topic" => self.topic.clone(), "reason" => reason)
+        counter!(KAFKA_EVENTS_FAILED, "topic" => self.topic.clone(), "reason" => reason, "action" => action)
             .increment(1);
         if self.log.allow() {
-            tracing::error!(topic = %self.topic, reason, %error, "record rejected by Kafka; not delivered");
+            tracing::error!(topic = %self.topic, reason, action, %error, "record rejected by Kafka");
         }
     }
 

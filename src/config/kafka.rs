@@ -73,7 +73,12 @@ pub struct KafkaConfig {
     /// What happens to a record given up after `retry_max_elapsed_secs`: `drop` (counted), or
     /// `dead_letter` (one attempt to `dead_letter_topic`, dropped and counted if that fails too).
     #[serde(default)]
-    pub on_retry_exhausted: RetryExhausted,
+    pub on_retry_exhausted: LossPolicy,
+    /// What happens to a record Kafka rejects for good (not authorized, too large for the
+    /// topic): `dead_letter` (one attempt to `dead_letter_topic`, with headers saying why) or
+    /// `drop`; counted either way. Unset: `dead_letter` when `dead_letter_topic` is set.
+    #[serde(default)]
+    pub on_rejected: Option<LossPolicy>,
     /// TLS to the brokers; off when absent.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -126,10 +131,11 @@ pub enum Oversize {
     Drop,
 }
 
-/// What happens to a record Kafka did not take within `retry_max_elapsed_secs`.
+/// What happens to a record given up: Kafka did not take it within `retry_max_elapsed_secs`,
+/// or rejected it for good.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RetryExhausted {
+pub enum LossPolicy {
     #[default]
     Drop,
     DeadLetter,
@@ -323,9 +329,11 @@ pub struct KafkaSettings {
     pub spool_after: std::time::Duration,
     /// Give records up after this long (`retry_max_elapsed_secs`); `None`: never.
     pub give_up_after: Option<std::time::Duration>,
-    pub on_retry_exhausted: RetryExhausted,
+    pub on_retry_exhausted: LossPolicy,
     /// Where pipelines send events with `on_error = "dead_letter"`.
     pub dead_letter_topic: Option<String>,
+    /// Where records Kafka rejects for good go; `None`: they are dropped, counted.
+    pub rejected_to: Option<String>,
     pub client: ClientConfig,
 }
 
@@ -583,13 +591,21 @@ impl KafkaConfig {
                     .map_err(|reason| doc.error_at(&format!("kafka.{key}"), reason))?;
             }
         }
-        if self.on_retry_exhausted == RetryExhausted::DeadLetter && self.dead_letter_topic.is_none()
-        {
-            return Err(doc.error_at(
-                "kafka.on_retry_exhausted",
-                "`dead_letter` needs `dead_letter_topic`",
-            ));
+        for (key, policy) in [
+            ("on_retry_exhausted", Some(self.on_retry_exhausted)),
+            ("on_rejected", self.on_rejected),
+        ] {
+            if policy == Some(LossPolicy::DeadLetter) && self.dead_letter_topic.is_none() {
+                return Err(doc.error_at(
+                    &format!("kafka.{key}"),
+                    "`dead_letter` needs `dead_letter_topic`",
+                ));
+            }
         }
+        let rejected_to = match self.on_rejected {
+            Some(LossPolicy::Drop) => None,
+            Some(LossPolicy::DeadLetter) | None => self.dead_letter_topic.clone(),
+        };
         Ok(KafkaSettings {
             records,
             stall_after: std::time::Duration::from_secs(self.stall_secs),
@@ -602,6 +618,7 @@ impl KafkaConfig {
             on_retry_exhausted: self.on_retry_exhausted,
             topic: self.topic.clone(),
             dead_letter_topic: self.dead_letter_topic.clone(),
+            rejected_to,
             client,
         })
     }

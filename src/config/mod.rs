@@ -31,7 +31,7 @@ pub use file_source::{
 };
 pub use interpolate::{InterpolationError, interpolate};
 pub use kafka::{
-    Compression, Encoding, KafkaConfig, KafkaSettings, Oversize, RecordSettings, RetryExhausted,
+    Compression, Encoding, KafkaConfig, KafkaSettings, LossPolicy, Oversize, RecordSettings,
 };
 pub use memory::MemoryPlan;
 pub use spool::{Fsync, SpoolConfig, SpoolSettings, WhenFull};

@@ -3,7 +3,8 @@
 //!
 //! librdkafka batches, compresses and retries (idempotent, acks=all, at most 5 requests in flight,
 //! so retries keep order). A full queue means wait for delivery reports (backpressure, never an
-//! error); a record Kafka rejects for good is counted by reason and given up.
+//! error); a record Kafka rejects for good goes once to `dead_letter_topic` with headers saying
+//! why (`on_rejected`), or is dropped; counted by reason and action either way.
 //!
 //! When records wait `message_timeout_ms` without any delivery, the delivery thread takes all of
 //! them back from librdkafka (purge) and they go to the disk spool, sorted by when they were
@@ -34,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use super::record::{Prepared, RecordMaker, owned_headers, spool_headers};
 use super::spooling::{Backoff, Spooler};
 use crate::ack::AckToken;
-use crate::config::{KafkaSettings, RetryExhausted, SpoolSettings};
+use crate::config::{KafkaSettings, LossPolicy, SpoolSettings};
 use crate::health::Health;
 use crate::memory::Batch;
 use crate::metrics::{FailureReason, LogLimiter, ProducerMetrics};
@@ -69,9 +70,10 @@ enum Origin {
     Direct,
     /// A record replayed from the spool, part of this frame.
     Replay(Arc<FrameProgress>),
-    /// A record given up after `retry_max_elapsed_secs`, on its one attempt to the dead-letter
-    /// topic: if that fails too, it is dropped, counted.
-    LastChance,
+    /// A record on its one attempt to the dead-letter topic: given up after
+    /// `retry_max_elapsed_secs` (`None`), or rejected by Kafka for this reason. If that fails
+    /// too, it is dropped, counted.
+    LastChance(Option<FailureReason>),
 }
 
 /// Reports still expected for one replayed spool frame.
@@ -112,6 +114,14 @@ struct Diverted {
     sent_at: Instant,
 }
 
+/// A record Kafka rejected for good, on its way to the dead-letter topic.
+struct Rejected {
+    record: SpoolRecord,
+    token: Option<AckToken>,
+    reason: FailureReason,
+    error: String,
+}
+
 /// A replayed frame all of whose records were reported.
 struct FrameDone {
     pos: FramePos,
@@ -132,6 +142,10 @@ struct Shared {
     on_failure: OnFailure,
     /// Failed direct records for the spool or the loss policy, in report order.
     diverted: Mutex<Vec<Diverted>>,
+    /// Where records Kafka rejects for good go (`on_rejected = "dead_letter"`); `None`: dropped.
+    rejected_to: Option<Arc<str>>,
+    /// Rejected records waiting to be sent there by the run loop.
+    rejected: Mutex<Vec<Rejected>>,
     frames_done: Mutex<Vec<FrameDone>>,
     /// New events go to the spool. Set by the first diverted record when there is a spool.
     spooling: AtomicBool,
@@ -175,18 +189,26 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, mut inflight: Self::DeliveryOpaque) {
         let shared = &self.shared;
+        let now = Instant::now();
+        shared.metrics.delivery_latency.record(
+            now.saturating_duration_since(inflight.sent_at)
+                .as_secs_f64(),
+        );
+        // The in-flight gauges are set by the delivery thread after each poll, not per record.
         shared
-            .metrics
-            .delivery_latency
-            .record(inflight.sent_at.elapsed().as_secs_f64());
-        // The report can come before the sender added the bytes: the sum may dip below 0 briefly.
-        let size = inflight.bytes as i64;
-        let bytes = shared.in_flight_bytes.fetch_sub(size, Ordering::Relaxed) - size;
-        shared.metrics.in_flight_bytes.set(bytes.max(0) as f64);
-        shared.health.reported(result.is_ok());
+            .in_flight_bytes
+            .fetch_sub(inflight.bytes as i64, Ordering::Relaxed);
+        shared.health.reported(result.is_ok(), now);
         let failed = match result {
             Ok(_) => {
                 shared.metrics.delivered.increment(1);
+                if let Origin::LastChance(Some(reason)) = inflight.origin {
+                    shared.metrics.failed(
+                        reason,
+                        "dead_lettered",
+                        &"delivered to dead_letter_topic",
+                    );
+                }
                 settle(inflight.token.take());
                 false
             }
@@ -197,17 +219,22 @@ impl ProducerContext for DeliveryContext {
             Origin::Direct => {
                 shared.direct_in_flight.fetch_sub(1, Ordering::AcqRel);
             }
-            Origin::LastChance => {}
+            Origin::LastChance(_) => {}
         }
-        shared
-            .metrics
-            .in_flight
-            .set(shared.health.in_flight() as f64);
         shared.reported.notify_one();
     }
 }
 
 impl Shared {
+    /// Sets the in-flight gauges; the sums may dip below 0 briefly when a report comes before
+    /// its sender counted the record.
+    fn show_in_flight(&self) {
+        let bytes = self.in_flight_bytes.load(Ordering::Relaxed);
+        self.metrics.in_flight_bytes.set(bytes.max(0) as f64);
+        let records = self.health.in_flight();
+        self.metrics.in_flight.set(records.max(0) as f64);
+    }
+
     /// One record of a replayed frame was reported; the frame's last report hands it back to
     /// the run loop.
     fn frame_reported(&self, frame: &FrameProgress, failed: bool) {
@@ -229,15 +256,33 @@ impl Shared {
         inflight: &mut InFlight,
     ) -> bool {
         if let Some(reason) = permanent_reason(error, inflight.routed) {
-            self.metrics.failed(reason, error);
-            // Given up and counted: the source may move past it (invariant 3).
-            settle(inflight.token.take());
-            return false;
+            match (&inflight.origin, &self.rejected_to) {
+                (Origin::LastChance(_), _) => {}
+                (_, Some(topic)) if message.topic() != &**topic => {
+                    // Its dead letter carries the token: the source waits for that delivery.
+                    lock(&self.rejected).push(Rejected {
+                        record: spool_record(message),
+                        token: inflight.token.take(),
+                        reason,
+                        error: error.to_string(),
+                    });
+                    return false;
+                }
+                _ => {
+                    // Given up and counted: the source may move past it (invariant 3).
+                    self.metrics.failed(reason, "dropped", error);
+                    settle(inflight.token.take());
+                    return false;
+                }
+            }
         }
         match inflight.origin {
             Origin::Replay(_) => true,
-            Origin::LastChance => {
-                self.metrics.given_up("dropped", 1);
+            Origin::LastChance(why) => {
+                match why {
+                    Some(reason) => self.metrics.failed(reason, "dropped", error),
+                    None => self.metrics.given_up("dropped", 1),
+                }
                 settle(inflight.token.take());
                 false
             }
@@ -348,7 +393,7 @@ pub struct Producer {
     /// The spool, while `run` is not using it (at start and at shutdown).
     spooler: tokio::sync::Mutex<Option<Spooler>>,
     give_up_after: Option<Duration>,
-    on_retry_exhausted: RetryExhausted,
+    on_retry_exhausted: LossPolicy,
     dead_letter_topic: Option<Arc<str>>,
     /// Stops the delivery-report thread when the producer goes.
     _poller: Poller,
@@ -383,6 +428,7 @@ impl Poller {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     producer.poll(POLL_WAIT);
+                    shared.show_in_flight();
                     let stalled = spool_after.is_some_and(|limit| shared.health.stalled_for(limit));
                     // Not inside a callback: purging serves no reports itself.
                     if shared.take_back.swap(false, Ordering::AcqRel) || stalled {
@@ -400,6 +446,12 @@ impl Drop for Poller {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// Headers a dead letter of a rejected record carries: the reason (`not_authorized`,
+/// `too_large`, …), the topic Kafka refused it for, and librdkafka's error text.
+pub const REJECTED_REASON: &str = "logship.rejected.reason";
+pub const REJECTED_TOPIC: &str = "logship.rejected.topic";
+pub const REJECTED_ERROR: &str = "logship.rejected.error";
 
 /// Wait between attempts to hand a record to librdkafka after a local, transient refusal.
 const SEND_RETRY_WAIT: Duration = Duration::from_millis(100);
@@ -435,6 +487,8 @@ impl Producer {
                 (None, None) => OnFailure::Stop,
             },
             diverted: Mutex::new(Vec::new()),
+            rejected_to: settings.rejected_to.as_deref().map(Arc::from),
+            rejected: Mutex::new(Vec::new()),
             frames_done: Mutex::new(Vec::new()),
             spooling: AtomicBool::new(false),
             take_back: AtomicBool::new(false),
@@ -571,6 +625,9 @@ impl Producer {
         run: &mut Run<'_>,
         stop: &CancellationToken,
     ) -> Result<(), ProducerError> {
+        if !self.dead_letter_rejected(stop).await? {
+            return Ok(());
+        }
         // Read before taking `diverted`: at zero, every failed direct record is in it.
         let direct_idle = self.direct_in_flight() == 0;
         let done = std::mem::take(&mut *lock(&self.shared.frames_done));
@@ -621,6 +678,42 @@ impl Producer {
         Ok(())
     }
 
+    /// Sends what Kafka rejected for good to the dead-letter topic, once each, with headers that
+    /// say why. False when `stop` came first.
+    async fn dead_letter_rejected(&self, stop: &CancellationToken) -> Result<bool, ProducerError> {
+        let Some(topic) = &self.shared.rejected_to else {
+            return Ok(true);
+        };
+        let rejected = std::mem::take(&mut *lock(&self.shared.rejected));
+        for Rejected {
+            mut record,
+            token,
+            reason,
+            error,
+        } in rejected
+        {
+            record.headers.extend([
+                (
+                    REJECTED_REASON.to_owned(),
+                    reason.label().as_bytes().to_vec(),
+                ),
+                (REJECTED_TOPIC.to_owned(), record.topic.as_bytes().to_vec()),
+                (REJECTED_ERROR.to_owned(), error.into_bytes()),
+            ]);
+            let inflight = Box::new(InFlight {
+                token,
+                routed: true,
+                sent_at: Instant::now(),
+                bytes: record.payload.len(),
+                origin: Origin::LastChance(Some(reason)),
+            });
+            if let Sent::Stopped = self.send_spooled(topic, &record, inflight, stop).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// A record Kafka did not take within `retry_max_elapsed_secs`: dropped, or sent once to the
     /// dead-letter topic; counted either way. False when `stop` came first.
     async fn give_up(
@@ -629,7 +722,7 @@ impl Producer {
         token: Option<AckToken>,
         stop: &CancellationToken,
     ) -> Result<bool, ProducerError> {
-        let (RetryExhausted::DeadLetter, Some(topic)) =
+        let (LossPolicy::DeadLetter, Some(topic)) =
             (self.on_retry_exhausted, &self.dead_letter_topic)
         else {
             self.shared.metrics.given_up("dropped", 1);
@@ -642,7 +735,7 @@ impl Producer {
             routed: true,
             sent_at: Instant::now(),
             bytes: record.payload.len(),
-            origin: Origin::LastChance,
+            origin: Origin::LastChance(None),
         });
         Ok(!matches!(
             self.send_spooled(topic, &record, inflight, stop).await?,
@@ -677,7 +770,7 @@ impl Producer {
             .is_some_and(|(limit, since)| since.elapsed() >= limit);
         while let Some(frame) = spooler.next_replay() {
             let records = frame.records.len();
-            if exhausted && self.on_retry_exhausted == RetryExhausted::Drop {
+            if exhausted && self.on_retry_exhausted == LossPolicy::Drop {
                 self.shared.metrics.given_up("dropped", records as u64);
                 spooler.frame_done(frame.pos);
                 continue;
@@ -708,7 +801,7 @@ impl Producer {
                     sent_at: Instant::now(),
                     bytes: record.payload.len(),
                     origin: match dead_letter {
-                        Some(_) => Origin::LastChance,
+                        Some(_) => Origin::LastChance(None),
                         None => Origin::Replay(Arc::clone(&progress)),
                     },
                 });
@@ -780,13 +873,9 @@ impl Producer {
             match self.inner.send(record) {
                 Ok(()) => {
                     self.shared.health.sent();
-                    let size = payload.len() as i64;
-                    let bytes = self
-                        .shared
+                    self.shared
                         .in_flight_bytes
-                        .fetch_add(size, Ordering::Relaxed)
-                        + size;
-                    self.shared.metrics.in_flight_bytes.set(bytes.max(0) as f64);
+                        .fetch_add(payload.len() as i64, Ordering::Relaxed);
                     return Ok(Sent::Taken);
                 }
                 Err((error, record)) => {
@@ -824,7 +913,8 @@ impl Producer {
         }
         self.check_failed()?;
         if let Some(reason) = permanent_reason(error, inflight.routed) {
-            self.shared.metrics.failed(reason, error);
+            // Refused by librdkafka itself (a record it can never send): not dead-lettered.
+            self.shared.metrics.failed(reason, "dropped", error);
             settle(inflight.token.take());
             if let Origin::Replay(frame) = &inflight.origin {
                 self.shared.frame_reported(frame, false);

@@ -106,6 +106,7 @@ fn spool_and_retry_mistakes_name_their_key() {
             "on_retry_exhausted = \"dead_letter\"",
             "kafka.on_retry_exhausted",
         ),
+        ("on_rejected = \"dead_letter\"", "kafka.on_rejected"),
     ] {
         let text = VALID.replace("topic = \"logs\"", &format!("topic = \"logs\"\n{extra}"));
         assert_config_rejected(&text, key);

@@ -94,9 +94,16 @@ fn a_leader_change_and_a_broker_down_and_up_lose_nothing() {
     assert_eq!(check_delivery(records, &expected, 0), 0, "no duplicates");
 }
 
-/// A Produce request rejected for good (not authorized): its records are counted as failed by
-/// reason and given up, the agent keeps running, the rest arrives, and the file's checkpoint
-/// still reaches its end.
+/// The `failed` counter of one reason and action.
+fn failed_metric(reason: &str, action: &str) -> String {
+    format!(
+        "logship_kafka_events_failed_total{{topic=\"{TOPIC}\",reason=\"{reason}\",action=\"{action}\"}}"
+    )
+}
+
+/// A Produce request rejected for good (not authorized), no dead-letter topic: its records are
+/// counted as dropped by reason, the agent keeps running, the rest arrives, and the file's
+/// checkpoint still reaches its end.
 #[test]
 fn a_non_retriable_produce_error_is_counted_and_the_rest_flows() {
     let cluster = cluster();
@@ -113,9 +120,7 @@ fn a_non_retriable_produce_error_is_counted_and_the_rest_flows() {
 
     setup.wait_for_checkpoints_at_eof([path.as_path()]);
     let failed = agent
-        .metric(&format!(
-            "logship_kafka_events_failed_total{{topic=\"{TOPIC}\",reason=\"not_authorized\"}}"
-        ))
+        .metric(&failed_metric("not_authorized", "dropped"))
         .unwrap_or(0.0);
     let delivered = agent
         .metric(&format!(
@@ -130,4 +135,80 @@ fn a_non_retriable_produce_error_is_counted_and_the_rest_flows() {
     );
     let (status, health) = agent.health();
     assert_eq!(status, 200, "still running and healthy: {health}");
+}
+
+/// With a `dead_letter_topic`, records Kafka rejects for good go there once, as they were, with
+/// headers that say why; they are counted as dead-lettered, every line ends up in one topic or
+/// the other, and the checkpoint waits for the dead letters before reaching the end.
+#[test]
+fn records_rejected_for_good_go_to_the_dead_letter_topic_with_the_reason() {
+    const DEAD: &str = "mocked-dead";
+    let cluster = cluster();
+    cluster.create_topic(DEAD, 1, 3).expect("dead-letter topic");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    let setup = Setup::new();
+    let path = setup.logs.join("app.log");
+    let lines = write_lines(&path, "dl", 0..2_000);
+    let config = setup.config(
+        &bootstrap,
+        TOPIC,
+        "",
+        &format!("dead_letter_topic = \"{DEAD}\""),
+    );
+    let agent = Agent::start(&setup, &config);
+    setup.wait_for_checkpoints_at_eof([path.as_path()]);
+
+    let dead_lettered = agent
+        .metric(&failed_metric("not_authorized", "dead_lettered"))
+        .unwrap_or(0.0);
+    assert!(dead_lettered >= 1.0, "the rejected batch is dead-lettered");
+    let dropped = agent.metric(&failed_metric("not_authorized", "dropped"));
+    assert_eq!(dropped, Some(0.0));
+    let mut dead = TopicReader::new(&bootstrap, DEAD);
+    let letters = dead
+        .read_until(
+            dead_lettered as usize,
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+        )
+        .to_vec();
+    assert_eq!(letters.len(), dead_lettered as usize);
+    for letter in &letters {
+        let header = |name: &str| {
+            letter
+                .headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("logship.rejected.reason"), Some("not_authorized"));
+        assert_eq!(header("logship.rejected.topic"), Some(TOPIC));
+        assert!(header("logship.rejected.error").is_some_and(|e| !e.is_empty()));
+        assert_eq!(
+            letter.path(),
+            path.display().to_string(),
+            "the event as it was"
+        );
+    }
+    let mut main = TopicReader::new(&bootstrap, TOPIC);
+    let delivered = main
+        .read_until(
+            2_000 - letters.len(),
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+        )
+        .to_vec();
+    let mut seen: Vec<&str> = letters
+        .iter()
+        .chain(&delivered)
+        .map(|r| r.message())
+        .collect();
+    seen.sort_unstable();
+    let mut expected: Vec<&str> = lines.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(seen, expected, "every line in one topic or the other, once");
 }
