@@ -203,23 +203,37 @@ mod tests {
 
     use super::*;
 
+    /// Starts a charge of `bytes` and checks that it waits.
+    async fn waiting_charge(
+        budget: &MemoryBudget,
+        bytes: usize,
+    ) -> tokio::task::JoinHandle<Charge> {
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.charge(bytes).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "waits while the budget is spent");
+        waiting
+    }
+
+    /// The charge `waiting` went through (within a second).
+    async fn went_on(waiting: tokio::task::JoinHandle<Charge>) -> Charge {
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("goes on once bytes are given back")
+            .expect("task")
+    }
+
     #[tokio::test]
     async fn a_spent_budget_makes_the_next_charge_wait_until_one_is_dropped() {
         let budget = MemoryBudget::new(1000);
         let first = budget.charge(600).await;
         let second = budget.charge(400).await;
         assert_eq!(budget.charged(), 1000);
-        let waiting = tokio::spawn({
-            let budget = budget.clone();
-            async move { budget.charge(300).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "waits while the budget is spent");
+        let waiting = waiting_charge(&budget, 300).await;
         drop(first);
-        let third = tokio::time::timeout(Duration::from_secs(1), waiting)
-            .await
-            .expect("goes on once bytes are given back")
-            .expect("task");
+        let third = went_on(waiting).await;
         assert_eq!(budget.charged(), 700);
         drop((second, third));
         assert_eq!(budget.charged(), 0);
@@ -231,17 +245,9 @@ mod tests {
         let mut grown = budget.charge(500).await;
         grown.resize(1500);
         assert_eq!(budget.charged(), 1500);
-        let waiting = tokio::spawn({
-            let budget = budget.clone();
-            async move { budget.charge(100).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished());
+        let waiting = waiting_charge(&budget, 100).await;
         grown.resize(800);
-        let small = tokio::time::timeout(Duration::from_secs(1), waiting)
-            .await
-            .expect("fits once the grown batch shrank")
-            .expect("task");
+        let small = went_on(waiting).await;
         assert_eq!(budget.charged(), 900);
         drop((grown, small));
         assert_eq!(budget.charged(), 0);
@@ -252,14 +258,9 @@ mod tests {
         let budget = MemoryBudget::new(1000);
         let big = budget.charge(5000).await;
         assert_eq!(budget.charged(), 5000);
-        let small = tokio::spawn({
-            let budget = budget.clone();
-            async move { budget.charge(1).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!small.is_finished());
+        let small = waiting_charge(&budget, 1).await;
         drop(big);
-        let small = small.await.expect("task");
+        let small = went_on(small).await;
         assert_eq!(budget.charged(), 1);
         drop(small);
     }

@@ -94,6 +94,16 @@ fn a_leader_change_and_a_broker_down_and_up_lose_nothing() {
     assert_eq!(check_delivery(records, &expected, 0), 0, "no duplicates");
 }
 
+/// A cluster whose next Produce request is rejected for good (topic authorization failed).
+fn rejecting_the_next_produce() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = cluster();
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    cluster
+}
+
 /// The `failed` counter of one reason and action.
 fn failed_metric(reason: &str, action: &str) -> String {
     format!(
@@ -106,12 +116,8 @@ fn failed_metric(reason: &str, action: &str) -> String {
 /// checkpoint still reaches its end.
 #[test]
 fn a_non_retriable_produce_error_is_counted_and_the_rest_flows() {
-    let cluster = cluster();
+    let cluster = rejecting_the_next_produce();
     let bootstrap = cluster.bootstrap_servers();
-    cluster.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
-    );
     let setup = Setup::new();
     let path = setup.logs.join("app.log");
     write_lines(&path, "na", 0..2_000);
@@ -143,13 +149,9 @@ fn a_non_retriable_produce_error_is_counted_and_the_rest_flows() {
 #[test]
 fn records_rejected_for_good_go_to_the_dead_letter_topic_with_the_reason() {
     const DEAD: &str = "mocked-dead";
-    let cluster = cluster();
+    let cluster = rejecting_the_next_produce();
     cluster.create_topic(DEAD, 1, 3).expect("dead-letter topic");
     let bootstrap = cluster.bootstrap_servers();
-    cluster.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
-    );
     let setup = Setup::new();
     let path = setup.logs.join("app.log");
     let lines = write_lines(&path, "dl", 0..2_000);
