@@ -2,8 +2,9 @@
 //!
 //! Drain order on shutdown: sources stop reading; the producer stops taking new events; librdkafka
 //! gets until `shutdown_timeout` to deliver what it holds; then every source writes its final
-//! checkpoint, which reflects only settled events. Events not delivered by then are simply read
-//! again after the restart.
+//! checkpoint, which reflects only settled events. With a spool, what librdkafka still holds then
+//! is spooled; without one (or with what was still in a channel), it is read again after the
+//! restart.
 
 use std::sync::Arc;
 use std::time::Duration;

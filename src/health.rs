@@ -20,8 +20,10 @@ pub struct Health {
     /// Cleared while writes to the spool fail (a full disk, for example).
     spool_writable: AtomicBool,
     in_flight: AtomicI64,
-    /// The last delivery, or the start when nothing was delivered yet.
+    /// The stall clock: the last delivery, or when records started waiting after an idle time.
     last_progress_ms: AtomicU64,
+    /// The last delivery, or the start when nothing was delivered yet (for the report).
+    last_delivery_ms: AtomicU64,
     stall_after: Duration,
 }
 
@@ -47,6 +49,7 @@ impl Health {
             last_failure_ms: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             last_progress_ms: AtomicU64::new(0),
+            last_delivery_ms: AtomicU64::new(0),
             stall_after,
         }
     }
@@ -105,7 +108,9 @@ impl Health {
     pub fn reported(&self, delivered: bool, at: Instant) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         if delivered {
-            self.last_progress_ms.store(self.ms(at), Ordering::Relaxed);
+            let ms = self.ms(at);
+            self.last_progress_ms.store(ms, Ordering::Relaxed);
+            self.last_delivery_ms.store(ms, Ordering::Relaxed);
             self.kafka_reachable.store(true, Ordering::Relaxed);
         }
     }
@@ -126,7 +131,7 @@ impl Health {
         let in_flight = self.in_flight();
         let since = self
             .now_ms()
-            .saturating_sub(self.last_progress_ms.load(Ordering::Relaxed))
+            .saturating_sub(self.last_delivery_ms.load(Ordering::Relaxed))
             / 1000;
         let stalled = self.stalled_for(self.stall_after);
         let kafka_reachable = self.kafka_reachable();

@@ -5,7 +5,8 @@
 //! reading: the same backpressure as a full channel, counted in bytes across every source. The
 //! charge travels with the batch; a pipeline re-measures it after its steps (parsed fields make
 //! an event larger than its line) without waiting, and the producer gives it back once it has
-//! handed the batch's records to librdkafka or the spool. Only sources wait, and they hold no
+//! handed the batch's records on: to librdkafka, or into its spooling queue (`held`, the
+//! spooler's pending records: at most one batch waits there uncharged). Only sources wait, and they hold no
 //! charge while they do, so the budget cannot deadlock; a pipeline's growth may overdraw it
 //! until the batches it grew are handed on. librdkafka's own queue is bounded by
 //! `queue_max_bytes` and `queue_max_events`, which the configuration carves out of the same

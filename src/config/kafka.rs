@@ -66,8 +66,9 @@ pub struct KafkaConfig {
     /// `retry_max_elapsed_secs` allows.
     #[serde(default = "default_message_timeout_ms")]
     pub message_timeout_ms: u64,
-    /// Give a record up once Kafka has not taken it for this long, per `on_retry_exhausted`.
-    /// Unset (the default): retry forever, nothing is given up.
+    /// Give records up after this long failing, per `on_retry_exhausted`: without a spool, a
+    /// record librdkafka retried this long; with one, once the brokers answer again, spooled
+    /// records whose replay kept failing this long. Unset (the default): never.
     #[serde(default)]
     pub retry_max_elapsed_secs: Option<u64>,
     /// What happens to a record given up after `retry_max_elapsed_secs`: `drop` (counted), or
@@ -329,7 +330,8 @@ pub struct KafkaSettings {
     pub spool_after: std::time::Duration,
     /// Give records up after this long (`retry_max_elapsed_secs`); `None`: never.
     pub give_up_after: Option<std::time::Duration>,
-    pub on_retry_exhausted: LossPolicy,
+    /// Where records given up after `give_up_after` go; `None`: they are dropped, counted.
+    pub exhausted_to: Option<String>,
     /// Where pipelines send events with `on_error = "dead_letter"`.
     pub dead_letter_topic: Option<String>,
     /// Where records Kafka rejects for good go; `None`: they are dropped, counted.
@@ -606,6 +608,10 @@ impl KafkaConfig {
             Some(LossPolicy::Drop) => None,
             Some(LossPolicy::DeadLetter) | None => self.dead_letter_topic.clone(),
         };
+        let exhausted_to = match self.on_retry_exhausted {
+            LossPolicy::Drop => None,
+            LossPolicy::DeadLetter => self.dead_letter_topic.clone(),
+        };
         Ok(KafkaSettings {
             records,
             stall_after: std::time::Duration::from_secs(self.stall_secs),
@@ -615,7 +621,7 @@ impl KafkaConfig {
             give_up_after: self
                 .retry_max_elapsed_secs
                 .map(std::time::Duration::from_secs),
-            on_retry_exhausted: self.on_retry_exhausted,
+            exhausted_to,
             topic: self.topic.clone(),
             dead_letter_topic: self.dead_letter_topic.clone(),
             rejected_to,

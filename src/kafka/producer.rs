@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use super::record::{Prepared, RecordMaker, owned_headers, spool_headers};
 use super::spooling::{Backoff, Spooler};
 use crate::ack::AckToken;
-use crate::config::{KafkaSettings, LossPolicy, SpoolSettings};
+use crate::config::{KafkaSettings, SpoolSettings};
 use crate::health::Health;
 use crate::memory::Batch;
 use crate::metrics::{FailureReason, LogLimiter, ProducerMetrics};
@@ -76,22 +76,47 @@ enum Origin {
     LastChance(Option<FailureReason>),
 }
 
-/// Reports still expected for one replayed spool frame.
+/// Reports still expected for one replayed spool frame, and what the ones in said.
 struct FrameProgress {
     pos: FramePos,
-    records: usize,
     remaining: AtomicUsize,
+    /// Records Kafka acknowledged (not those given up).
+    delivered: AtomicUsize,
+    /// A record needs delivering again: the frame is replayed later.
     failed: AtomicBool,
 }
 
 impl FrameProgress {
+    fn new(pos: FramePos, records: usize) -> Self {
+        Self {
+            pos,
+            remaining: AtomicUsize::new(records),
+            delivered: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+        }
+    }
+
     /// Counts one report; true for the frame's last.
-    fn report(&self, failed: bool) -> bool {
-        if failed {
-            self.failed.store(true, Ordering::Relaxed);
+    fn report(&self, outcome: Outcome) -> bool {
+        match outcome {
+            Outcome::Delivered => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Retry => self.failed.store(true, Ordering::Relaxed),
+            Outcome::GivenUp => {}
         }
         self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
     }
+}
+
+/// What one report meant for its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    /// Given up for good (counted): nothing more to do for it here.
+    GivenUp,
+    /// It still needs delivering.
+    Retry,
 }
 
 /// What rides along with a record until its delivery report.
@@ -99,10 +124,23 @@ struct InFlight {
     token: Option<AckToken>,
     /// A pipeline chose the topic, from the event's own data.
     routed: bool,
-    /// When librdkafka took it, and its value's size, for the latency and in-flight metrics.
+    /// When it was offered to librdkafka (the last time, after a refusal), and its value's
+    /// size, for the latency and in-flight metrics.
     sent_at: Instant,
     bytes: usize,
     origin: Origin,
+}
+
+impl InFlight {
+    fn new(token: Option<AckToken>, routed: bool, bytes: usize, origin: Origin) -> Box<Self> {
+        Box::new(Self {
+            token,
+            routed,
+            sent_at: Instant::now(),
+            bytes,
+            origin,
+        })
+    }
 }
 
 /// A record librdkafka gave up on, for the spool or the loss policy.
@@ -122,18 +160,14 @@ struct Rejected {
     error: String,
 }
 
-/// A replayed frame all of whose records were reported.
-struct FrameDone {
-    pos: FramePos,
-    records: usize,
-    failed: bool,
-}
-
 /// State the delivery callback (librdkafka's polling thread) shares with the produce loop.
 struct Shared {
     metrics: ProducerMetrics,
     health: Arc<Health>,
-    reported: Notify,
+    /// Wakes the run loop: the callback left news for it (diverted, rejected, frames done).
+    news: Notify,
+    /// Wakes a send waiting for room in librdkafka's queue: a report came.
+    room: Notify,
     /// The first delivery failure that was neither success nor a permanent rejection, when such
     /// a failure stops the producer.
     undeliverable: Mutex<Option<String>>,
@@ -146,7 +180,7 @@ struct Shared {
     rejected_to: Option<Arc<str>>,
     /// Rejected records waiting to be sent there by the run loop.
     rejected: Mutex<Vec<Rejected>>,
-    frames_done: Mutex<Vec<FrameDone>>,
+    frames_done: Mutex<Vec<Arc<FrameProgress>>>,
     /// New events go to the spool. Set by the first diverted record when there is a spool.
     spooling: AtomicBool,
     /// The delivery thread takes every record back from librdkafka (purge: queued and in
@@ -199,29 +233,31 @@ impl ProducerContext for DeliveryContext {
             .in_flight_bytes
             .fetch_sub(inflight.bytes as i64, Ordering::Relaxed);
         shared.health.reported(result.is_ok(), now);
-        let failed = match result {
+        let outcome = match result {
             Ok(_) => {
                 shared.metrics.delivered.increment(1);
-                if let Origin::LastChance(Some(reason)) = inflight.origin {
-                    shared.metrics.failed(
+                match inflight.origin {
+                    Origin::LastChance(Some(reason)) => shared.metrics.failed(
                         reason,
                         "dead_lettered",
                         &"delivered to dead_letter_topic",
-                    );
+                    ),
+                    Origin::LastChance(None) => shared.metrics.given_up("dead_lettered", 1),
+                    _ => {}
                 }
                 settle(inflight.token.take());
-                false
+                Outcome::Delivered
             }
             Err((error, message)) => shared.failed(error, message, &mut inflight),
         };
         match &inflight.origin {
-            Origin::Replay(frame) => shared.frame_reported(frame, failed),
+            Origin::Replay(frame) => shared.frame_reported(frame, outcome),
             Origin::Direct => {
                 shared.direct_in_flight.fetch_sub(1, Ordering::AcqRel);
             }
             Origin::LastChance(_) => {}
         }
-        shared.reported.notify_one();
+        shared.room.notify_one();
     }
 }
 
@@ -237,24 +273,30 @@ impl Shared {
 
     /// One record of a replayed frame was reported; the frame's last report hands it back to
     /// the run loop.
-    fn frame_reported(&self, frame: &FrameProgress, failed: bool) {
-        if frame.report(failed) {
-            lock(&self.frames_done).push(FrameDone {
-                pos: frame.pos,
-                records: frame.records,
-                failed: frame.failed.load(Ordering::Relaxed),
-            });
+    fn frame_reported(&self, frame: &Arc<FrameProgress>, outcome: Outcome) {
+        if frame.report(outcome) {
+            lock(&self.frames_done).push(Arc::clone(frame));
+            self.news.notify_one();
+        }
+    }
+
+    /// A record on its one attempt to the dead-letter topic failed too: dropped, counted once
+    /// under what sent it there.
+    fn last_chance_lost(&self, why: Option<FailureReason>, error: &dyn std::fmt::Display) {
+        match why {
+            Some(reason) => self.metrics.failed(reason, "dropped", error),
+            None => self.metrics.given_up("dropped", 1),
         }
     }
 
     /// A failed delivery: counted and given up when retrying cannot help, else diverted or
-    /// recorded as fatal. True when the record still needs delivering.
+    /// recorded as fatal.
     fn failed(
         &self,
         error: &KafkaError,
         message: &BorrowedMessage<'_>,
         inflight: &mut InFlight,
-    ) -> bool {
+    ) -> Outcome {
         if let Some(reason) = permanent_reason(error, inflight.routed) {
             match (&inflight.origin, &self.rejected_to) {
                 (Origin::LastChance(_), _) => {}
@@ -266,25 +308,23 @@ impl Shared {
                         reason,
                         error: error.to_string(),
                     });
-                    return false;
+                    self.news.notify_one();
+                    return Outcome::GivenUp;
                 }
                 _ => {
                     // Given up and counted: the source may move past it (invariant 3).
                     self.metrics.failed(reason, "dropped", error);
                     settle(inflight.token.take());
-                    return false;
+                    return Outcome::GivenUp;
                 }
             }
         }
         match inflight.origin {
-            Origin::Replay(_) => true,
+            Origin::Replay(_) => Outcome::Retry,
             Origin::LastChance(why) => {
-                match why {
-                    Some(reason) => self.metrics.failed(reason, "dropped", error),
-                    None => self.metrics.given_up("dropped", 1),
-                }
+                self.last_chance_lost(why, error);
                 settle(inflight.token.take());
-                false
+                Outcome::GivenUp
             }
             Origin::Direct
                 if self.on_failure != OnFailure::Stop
@@ -301,15 +341,26 @@ impl Shared {
                     // Records behind this one must not be delivered ahead of it.
                     self.take_back.store(true, Ordering::Release);
                 }
-                true
+                self.news.notify_one();
+                Outcome::Retry
             }
             Origin::Direct => {
                 // The token stays unsettled: the checkpoint never passes this record.
                 tracing::error!(topic = ?message.topic(), %error, "delivery failed");
                 lock(&self.undeliverable).get_or_insert_with(|| error.to_string());
-                true
+                self.news.notify_one();
+                Outcome::Retry
             }
         }
+    }
+}
+
+/// Queues failed records for the spool sorted by when they were sent: reports of one outage
+/// (timeouts, purges) can come out of order.
+fn hold_diverted(spooler: &mut Spooler, mut diverted: Vec<Diverted>) {
+    diverted.sort_by_key(|d| d.sent_at);
+    for Diverted { record, token, .. } in diverted {
+        spooler.hold(record, token);
     }
 }
 
@@ -393,8 +444,8 @@ pub struct Producer {
     /// The spool, while `run` is not using it (at start and at shutdown).
     spooler: tokio::sync::Mutex<Option<Spooler>>,
     give_up_after: Option<Duration>,
-    on_retry_exhausted: LossPolicy,
-    dead_letter_topic: Option<Arc<str>>,
+    /// Where records given up after `give_up_after` go; `None`: dropped.
+    exhausted_to: Option<Arc<str>>,
     /// Stops the delivery-report thread when the producer goes.
     _poller: Poller,
 }
@@ -453,6 +504,8 @@ pub const REJECTED_REASON: &str = "logship.rejected.reason";
 pub const REJECTED_TOPIC: &str = "logship.rejected.topic";
 pub const REJECTED_ERROR: &str = "logship.rejected.error";
 
+/// Longest wait for room in librdkafka's queue before the record is offered again.
+const ROOM_WAIT: Duration = Duration::from_millis(50);
 /// Wait between attempts to hand a record to librdkafka after a local, transient refusal.
 const SEND_RETRY_WAIT: Duration = Duration::from_millis(100);
 /// How often the loop looks at the spool while spooling (fsync interval, backoff, replay).
@@ -477,7 +530,8 @@ impl Producer {
         let shared = Arc::new(Shared {
             metrics: ProducerMetrics::new(&settings.topic),
             health: Arc::clone(&health),
-            reported: Notify::new(),
+            news: Notify::new(),
+            room: Notify::new(),
             undeliverable: Mutex::new(None),
             in_flight_bytes: AtomicI64::new(0),
             client_log: LogLimiter::per_minute(12),
@@ -522,8 +576,7 @@ impl Producer {
             shared,
             spooler: tokio::sync::Mutex::new(spooler),
             give_up_after: settings.give_up_after,
-            on_retry_exhausted: settings.on_retry_exhausted,
-            dead_letter_topic: settings.dead_letter_topic.as_deref().map(Arc::from),
+            exhausted_to: settings.exhausted_to.as_deref().map(Arc::from),
             _poller: poller,
         })
     }
@@ -548,14 +601,17 @@ impl Producer {
         }
         loop {
             self.check_failed()?;
-            self.take_reports(&mut run, &stop).await?;
+            // One reading per turn, before `diverted` is taken: at zero, every failed direct
+            // record is in it, and the turn's decisions all rest on that.
+            let direct_idle = self.direct_in_flight() == 0;
+            self.take_reports(&mut run, direct_idle, &stop).await?;
             let spooling = self.shared.spooling.load(Ordering::Acquire);
-            if spooling && !self.spool_step(&mut run, &stop).await? {
+            if spooling && !self.spool_step(&mut run, direct_idle, &stop).await? {
                 return Ok(());
             }
             let accepting = !spooling
                 || (run.held.is_empty()
-                    && self.direct_in_flight() == 0
+                    && direct_idle
                     && run.spooler.as_ref().is_some_and(|s| !s.has_pending()));
             let batch = tokio::select! {
                 biased;
@@ -564,7 +620,7 @@ impl Producer {
                     Some(batch) => batch,
                     None => return Ok(()),
                 },
-                _ = self.shared.reported.notified() => continue,
+                _ = self.shared.news.notified() => continue,
                 _ = tokio::time::sleep(SPOOL_TICK), if spooling => continue,
             };
             // The batch's memory charge is given back once every record is handed on.
@@ -596,13 +652,12 @@ impl Producer {
         mut prepared: Prepared,
         stop: &CancellationToken,
     ) -> Result<(Sent, Option<Prepared>), ProducerError> {
-        let inflight = Box::new(InFlight {
-            token: prepared.token.take(),
-            routed: prepared.routed,
-            sent_at: Instant::now(),
-            bytes: prepared.payload.len(),
-            origin: Origin::Direct,
-        });
+        let inflight = InFlight::new(
+            prepared.token.take(),
+            prepared.routed,
+            prepared.payload.len(),
+            Origin::Direct,
+        );
         let outgoing = Outgoing {
             topic: &prepared.topic,
             payload: &prepared.payload,
@@ -623,34 +678,27 @@ impl Producer {
     async fn take_reports(
         &self,
         run: &mut Run<'_>,
+        direct_idle: bool,
         stop: &CancellationToken,
     ) -> Result<(), ProducerError> {
         if !self.dead_letter_rejected(stop).await? {
             return Ok(());
         }
-        // Read before taking `diverted`: at zero, every failed direct record is in it.
-        let direct_idle = self.direct_in_flight() == 0;
         let done = std::mem::take(&mut *lock(&self.shared.frames_done));
-        let mut diverted = {
-            let mut shared = lock(&self.shared.diverted);
-            if !shared.is_empty() {
-                run.failing_since.get_or_insert_with(Instant::now);
-                self.shared.health.delivery_failed();
-            }
-            // The spool takes an outage's failed records all at once, in the order they were
-            // sent; the loss policy takes them as they come.
-            if direct_idle || run.spooler.is_none() {
-                std::mem::take(&mut *shared)
-            } else {
-                Vec::new()
-            }
+        // The spool takes an outage's failed records all at once, in the order they were sent;
+        // the loss policy takes them as they come.
+        let diverted = if direct_idle || run.spooler.is_none() {
+            std::mem::take(&mut *lock(&self.shared.diverted))
+        } else {
+            Vec::new()
         };
         match run.spooler.as_deref_mut() {
             Some(spooler) => {
-                diverted.sort_by_key(|d| d.sent_at);
-                for Diverted { record, token, .. } in diverted {
-                    spooler.hold(record, token);
+                if !diverted.is_empty() {
+                    // Replay waits for a broker answer after this.
+                    self.shared.health.delivery_failed();
                 }
+                hold_diverted(spooler, diverted);
                 if direct_idle {
                     for prepared in run.held.drain(..) {
                         let (record, token) = prepared.into_spool();
@@ -658,18 +706,21 @@ impl Producer {
                     }
                 }
                 for frame in done {
-                    if frame.failed {
+                    let failed = frame.failed.load(Ordering::Relaxed);
+                    if failed {
+                        // `retry_max_elapsed_secs` counts from the first failed replay.
                         run.failing_since.get_or_insert_with(Instant::now);
                         self.shared.health.delivery_failed();
                     } else {
                         run.failing_since = None;
                     }
-                    spooler.replayed(frame.pos, frame.records, frame.failed);
+                    let delivered = frame.delivered.load(Ordering::Relaxed);
+                    spooler.replayed(frame.pos, delivered, failed);
                 }
             }
             None => {
                 for Diverted { record, token, .. } in diverted {
-                    if !self.give_up(record, token, stop).await? {
+                    if !self.give_up(&record, token, stop).await? {
                         return Ok(());
                     }
                 }
@@ -700,13 +751,12 @@ impl Producer {
                 (REJECTED_TOPIC.to_owned(), record.topic.as_bytes().to_vec()),
                 (REJECTED_ERROR.to_owned(), error.into_bytes()),
             ]);
-            let inflight = Box::new(InFlight {
+            let inflight = InFlight::new(
                 token,
-                routed: true,
-                sent_at: Instant::now(),
-                bytes: record.payload.len(),
-                origin: Origin::LastChance(Some(reason)),
-            });
+                true,
+                record.payload.len(),
+                Origin::LastChance(Some(reason)),
+            );
             if let Sent::Stopped = self.send_spooled(topic, &record, inflight, stop).await? {
                 return Ok(false);
             }
@@ -715,30 +765,22 @@ impl Producer {
     }
 
     /// A record Kafka did not take within `retry_max_elapsed_secs`: dropped, or sent once to the
-    /// dead-letter topic; counted either way. False when `stop` came first.
+    /// dead-letter topic; counted either way (on its report when sent). False when `stop` came
+    /// first.
     async fn give_up(
         &self,
-        record: SpoolRecord,
+        record: &SpoolRecord,
         token: Option<AckToken>,
         stop: &CancellationToken,
     ) -> Result<bool, ProducerError> {
-        let (LossPolicy::DeadLetter, Some(topic)) =
-            (self.on_retry_exhausted, &self.dead_letter_topic)
-        else {
+        let Some(topic) = &self.exhausted_to else {
             self.shared.metrics.given_up("dropped", 1);
             settle(token);
             return Ok(true);
         };
-        self.shared.metrics.given_up("dead_lettered", 1);
-        let inflight = Box::new(InFlight {
-            token,
-            routed: true,
-            sent_at: Instant::now(),
-            bytes: record.payload.len(),
-            origin: Origin::LastChance(None),
-        });
+        let inflight = InFlight::new(token, true, record.payload.len(), Origin::LastChance(None));
         Ok(!matches!(
-            self.send_spooled(topic, &record, inflight, stop).await?,
+            self.send_spooled(topic, record, inflight, stop).await?,
             Sent::Stopped
         ))
     }
@@ -748,12 +790,12 @@ impl Producer {
     async fn spool_step(
         &self,
         run: &mut Run<'_>,
+        direct_idle: bool,
         stop: &CancellationToken,
     ) -> Result<bool, ProducerError> {
         let Some(spooler) = run.spooler.as_deref_mut() else {
             return Ok(true);
         };
-        let direct_idle = self.direct_in_flight() == 0;
         if direct_idle && run.held.is_empty() {
             // Errors are counted and shown on /health by the spooler; records wait and retry.
             spooler.write_pending();
@@ -769,50 +811,29 @@ impl Producer {
             .zip(run.failing_since)
             .is_some_and(|(limit, since)| since.elapsed() >= limit);
         while let Some(frame) = spooler.next_replay() {
-            let records = frame.records.len();
-            if exhausted && self.on_retry_exhausted == LossPolicy::Drop {
-                self.shared.metrics.given_up("dropped", records as u64);
+            if exhausted {
+                for record in &frame.records {
+                    if !self.give_up(record, None, stop).await? {
+                        return Ok(false);
+                    }
+                }
+                // Its records are dropped or on their last attempt; the frame is done with.
                 spooler.frame_done(frame.pos);
                 continue;
             }
-            if records == 0 {
+            if frame.records.is_empty() {
                 spooler.replayed(frame.pos, 0, false);
                 continue;
             }
-            let dead_letter = if exhausted {
-                self.shared
-                    .metrics
-                    .given_up("dead_lettered", records as u64);
-                self.dead_letter_topic.clone()
-            } else {
-                None
-            };
-            let progress = Arc::new(FrameProgress {
-                pos: frame.pos,
-                records,
-                remaining: AtomicUsize::new(records),
-                failed: AtomicBool::new(false),
-            });
+            let progress = Arc::new(FrameProgress::new(frame.pos, frame.records.len()));
             for record in &frame.records {
-                let inflight = Box::new(InFlight {
-                    token: None,
-                    // A topic that vanished while records waited is given up, counted.
-                    routed: true,
-                    sent_at: Instant::now(),
-                    bytes: record.payload.len(),
-                    origin: match dead_letter {
-                        Some(_) => Origin::LastChance(None),
-                        None => Origin::Replay(Arc::clone(&progress)),
-                    },
-                });
-                let topic = dead_letter.as_deref().unwrap_or(&record.topic);
+                // A topic that vanished while records waited is given up, counted (`routed`).
+                let origin = Origin::Replay(Arc::clone(&progress));
+                let inflight = InFlight::new(None, true, record.payload.len(), origin);
+                let topic = &record.topic;
                 if let Sent::Stopped = self.send_spooled(topic, record, inflight, stop).await? {
                     return Ok(false);
                 }
-            }
-            if dead_letter.is_some() {
-                // Its records are on their last attempt; the frame is done with here.
-                spooler.frame_done(frame.pos);
             }
         }
         if run.held.is_empty() && direct_idle && spooler.is_drained() {
@@ -872,6 +893,11 @@ impl Producer {
             }
             match self.inner.send(record) {
                 Ok(()) => {
+                    if direct && self.shared.spooling.load(Ordering::Acquire) {
+                        // The switch to spooling came between the check above and the send, so
+                        // the take-back may have missed this record: take back again.
+                        self.shared.take_back.store(true, Ordering::Release);
+                    }
                     self.shared.health.sent();
                     self.shared
                         .in_flight_bytes
@@ -884,7 +910,7 @@ impl Producer {
                     }
                     inflight = record.delivery_opaque;
                     match self.refused(&error, &mut inflight, stop).await? {
-                        Refusal::OfferAgain => {}
+                        Refusal::OfferAgain => inflight.sent_at = Instant::now(),
                         Refusal::GivenUp => return Ok(Sent::Taken),
                         Refusal::Stopped => return Ok(Sent::Stopped),
                     }
@@ -903,21 +929,26 @@ impl Producer {
     ) -> Result<Refusal, ProducerError> {
         if let KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) = error {
             self.shared.metrics.queue_full_waits.increment(1);
+            // librdkafka frees a record's room only after its delivery callback returned, so the
+            // last report's wake-up can come before the room: the wait is bounded. (Without the
+            // bound, `outages::files_created_and_rotated_away_while_blocked_…` stalls for good.)
             tokio::select! {
                 _ = stop.cancelled() => return Ok(Refusal::Stopped),
-                _ = self.shared.reported.notified() => {}
-                // A report can land between the failed send and the wait.
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = self.shared.room.notified() => {}
+                _ = tokio::time::sleep(ROOM_WAIT) => {}
             }
             return Ok(Refusal::OfferAgain);
         }
         self.check_failed()?;
         if let Some(reason) = permanent_reason(error, inflight.routed) {
             // Refused by librdkafka itself (a record it can never send): not dead-lettered.
-            self.shared.metrics.failed(reason, "dropped", error);
+            match &inflight.origin {
+                Origin::LastChance(why) => self.shared.last_chance_lost(*why, error),
+                _ => self.shared.metrics.failed(reason, "dropped", error),
+            }
             settle(inflight.token.take());
             if let Origin::Replay(frame) = &inflight.origin {
-                self.shared.frame_reported(frame, false);
+                self.shared.frame_reported(frame, Outcome::GivenUp);
             }
             return Ok(Refusal::GivenUp);
         }
@@ -965,17 +996,14 @@ impl Producer {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        let mut diverted = std::mem::take(&mut *lock(&self.shared.diverted));
+        let diverted = std::mem::take(&mut *lock(&self.shared.diverted));
         if !diverted.is_empty() {
             tracing::info!(
                 records = diverted.len(),
                 "spooling records Kafka has not taken"
             );
         }
-        diverted.sort_by_key(|d| d.sent_at);
-        for Diverted { record, token, .. } in diverted {
-            spooler.hold(record, token);
-        }
+        hold_diverted(spooler, diverted);
         spooler.close();
     }
 

@@ -2,9 +2,10 @@
 //! durable, what a full spool does, and how replay is paced. The segment files are
 //! `crate::spool`; when the producer spools and replays is `producer.rs`.
 //!
-//! Records reach the spool in order: first those librdkafka gave up on (in report order), then
-//! new events. Each write is one frame; a record's acknowledgement settles once its frame is
-//! fsynced, so its source's checkpoint may pass it. Replay hands frames back to librdkafka, a few
+//! Records reach the spool in order: first those taken back from librdkafka (sorted by send
+//! time), then new events. Each write appends frames of at most `min(1 MiB, segment_max_bytes /
+//! 2)`; a record's acknowledgement settles once its frame is fsynced, so its source's checkpoint
+//! may pass it. A failed fsync is retried and keeps /health red until one succeeds. Replay hands frames back to librdkafka, a few
 //! at a time; a frame is delivered when every record in it was acknowledged. When one fails, the
 //! frames in flight are waited for, the spool rewinds to its oldest undelivered frame, and replay
 //! starts again after an exponential backoff with jitter.
@@ -78,6 +79,8 @@ pub struct Spooler {
     /// Acknowledgements of records written but not yet fsynced.
     unsynced: Vec<AckToken>,
     last_sync: Instant,
+    /// The last fsync failed: /health stays red until one succeeds.
+    sync_failed: bool,
     /// Frames handed to librdkafka for replay and not yet reported.
     replaying: usize,
     /// A replayed frame failed: rewind once the others are reported.
@@ -120,6 +123,7 @@ impl Spooler {
             frame_max_bytes: (settings.store.segment_max_bytes / 2).min(FRAME_MAX_BYTES),
             unsynced: Vec::new(),
             last_sync: Instant::now(),
+            sync_failed: false,
             replaying: 0,
             replay_failed: false,
             backoff,
@@ -152,11 +156,15 @@ impl Spooler {
             self.metrics.written.increment(written as u64);
             self.update_gauges();
         }
-        if failed || (written > 0 && self.fsync_interval.is_none() && !self.sync()) {
+        // With `fsync = "batch"` a failed fsync is retried on every turn, written or not, and
+        // /health stays red until one succeeds.
+        if failed || (self.fsync_interval.is_none() && !self.sync()) {
             return;
         }
         // Every write asked for succeeded (what is left, if anything, waits for room).
-        self.health.set_spool_writable(true);
+        if !self.sync_failed {
+            self.health.set_spool_writable(true);
+        }
         if !self.pending.is_empty() && self.when_full == WhenFull::DropNewest {
             self.metrics
                 .dropped(self.pending.len() as u64, self.max_bytes);
@@ -216,8 +224,12 @@ impl Spooler {
         if self.unsynced.is_empty() {
             return true;
         }
-        if let Err(error) = self.spool.sync() {
-            self.write_failed(&error);
+        self.sync_failed = self
+            .spool
+            .sync()
+            .map_err(|e| self.write_failed(&e))
+            .is_err();
+        if self.sync_failed {
             return false;
         }
         for token in self.unsynced.drain(..) {

@@ -549,3 +549,34 @@ fn without_a_spool_records_are_given_up_after_retry_max_elapsed_secs_and_counted
     setup.wait_for_checkpoints_at_eof([path.as_path()]);
     assert!(!setup.data.join("spool").exists(), "no spool was made");
 }
+
+/// With a spool, `retry_max_elapsed_secs` does not count the outage itself: records spooled
+/// through an outage three times as long are all delivered once the broker is back, none given
+/// up. (It once counted from the outage's start, and the first replay gave everything up.)
+#[test]
+fn with_a_spool_an_outage_longer_than_retry_max_elapsed_secs_gives_nothing_up() {
+    let (broker, topic, setup, config) = private_broker_setup(
+        "outlast",
+        "message_timeout_ms = 1000\nretry_max_elapsed_secs = 2",
+    );
+    let agent = Agent::start(&setup, &config);
+    agent.wait_until_healthy(Duration::from_secs(30));
+    broker.freeze();
+    let path = setup.logs.join("app.log");
+    let lines = write_lines(&path, "outlast", 0..5_000);
+    wait_for_at_least(
+        &agent,
+        "logship_spool_records_written_total",
+        5_000.0,
+        Duration::from_secs(30),
+    );
+    std::thread::sleep(Duration::from_secs(5));
+
+    thaw_and_expect_every_line(&broker, &topic, lines);
+    for action in ["dropped", "dead_lettered"] {
+        let sample =
+            format!("logship_kafka_events_given_up_total{{topic=\"{topic}\",action=\"{action}\"}}");
+        assert_eq!(agent.metric(&sample).unwrap_or(0.0), 0.0, "{action}");
+    }
+    setup.wait_for_checkpoints_at_eof([path.as_path()]);
+}
