@@ -631,6 +631,13 @@ impl Agent {
             .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
     }
 
+    /// The value of one metric sample that must exist: a misspelt or missing sample fails the
+    /// test instead of reading as 0.
+    pub fn metric_value(&self, sample: &str) -> f64 {
+        self.metric(sample)
+            .unwrap_or_else(|| panic!("/metrics has no sample {sample}"))
+    }
+
     /// Waits until the metric `sample` reads `value`; panics after `timeout`.
     pub fn wait_for_metric(&self, sample: &str, value: f64, timeout: Duration) {
         let deadline = Instant::now() + timeout;

@@ -46,11 +46,9 @@ fn with_the_broker_frozen_resident_memory_stays_under_the_limit() {
         writer.join().expect("writer");
     }
     let (_, high_water) = agent.resident_bytes();
-    let waits = agent.metric("logship_memory_waits_total").unwrap_or(0.0);
-    let charged = agent.metric("logship_memory_events_bytes").unwrap_or(-1.0);
-    let budget = agent
-        .metric("logship_memory_events_budget_bytes")
-        .unwrap_or(0.0);
+    let waits = agent.metric_value("logship_memory_waits_total");
+    let charged = agent.metric_value("logship_memory_events_bytes");
+    let budget = agent.metric_value("logship_memory_events_budget_bytes");
     eprintln!(
         "peak RSS {:.1} MiB (VmHWM {:.1} MiB), limit {} MiB + overhead {} MiB; events charged \
          {:.1} of {:.1} MiB; {waits} waits",

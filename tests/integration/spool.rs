@@ -447,7 +447,7 @@ fn a_full_spool_that_blocks_pauses_the_source_and_loses_nothing() {
         Duration::from_secs(3),
         Duration::from_secs(60),
     );
-    let bytes = agent.metric("logship_spool_bytes").unwrap_or(0.0);
+    let bytes = agent.metric_value("logship_spool_bytes");
     assert!(
         bytes <= 1_048_576.0 + 65_536.0,
         "spool holds {bytes} bytes, over max_bytes"
