@@ -70,10 +70,19 @@ enum Origin {
     Direct,
     /// A record replayed from the spool, part of this frame.
     Replay(Arc<FrameProgress>),
-    /// A record on its one attempt to the dead-letter topic: given up after
-    /// `retry_max_elapsed_secs` (`None`), or rejected by Kafka for this reason. If that fails
-    /// too, it is dropped, counted.
-    LastChance(Option<FailureReason>),
+    /// A record on its one attempt to the dead-letter topic. If Kafka fails it too, it is
+    /// dropped, counted; if it is only taken back (an outage), it is kept for later.
+    LastChance(LastChance),
+}
+
+/// Why a record goes to the dead-letter topic, and what waits for its report there.
+struct LastChance {
+    /// Rejected by Kafka (or librdkafka) for this reason; `None`: given up after
+    /// `retry_max_elapsed_secs`.
+    why: Option<FailureReason>,
+    /// The replayed spool frame it came from: the frame is done with only once its dead letters
+    /// are reported, so a crash before then replays it (a token does the same for an event).
+    frame: Option<Arc<FrameProgress>>,
 }
 
 /// Reports still expected for one replayed spool frame, and what the ones in said.
@@ -103,7 +112,7 @@ impl FrameProgress {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Retry => self.failed.store(true, Ordering::Relaxed),
-            Outcome::GivenUp => {}
+            Outcome::GivenUp | Outcome::Handed => {}
         }
         self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
     }
@@ -117,6 +126,8 @@ enum Outcome {
     GivenUp,
     /// It still needs delivering.
     Retry,
+    /// It went on to the dead-letter topic, whose report counts for it.
+    Handed,
 }
 
 /// What rides along with a record until its delivery report.
@@ -158,6 +169,8 @@ struct Rejected {
     token: Option<AckToken>,
     reason: FailureReason,
     error: String,
+    /// The replayed frame it came from, which waits for the dead letter's report.
+    frame: Option<Arc<FrameProgress>>,
 }
 
 /// State the delivery callback (librdkafka's polling thread) shares with the produce loop.
@@ -236,32 +249,56 @@ impl ProducerContext for DeliveryContext {
         let outcome = match result {
             Ok(_) => {
                 shared.metrics.delivered.increment(1);
-                match inflight.origin {
-                    Origin::LastChance(Some(reason)) => shared.metrics.failed(
-                        reason,
-                        "dead_lettered",
-                        &"delivered to dead_letter_topic",
-                    ),
-                    Origin::LastChance(None) => shared.metrics.given_up("dead_lettered", 1),
-                    _ => {}
+                if let Origin::LastChance(last) = &inflight.origin {
+                    match last.why {
+                        Some(reason) => shared.metrics.failed(
+                            reason,
+                            "dead_lettered",
+                            &"delivered to dead_letter_topic",
+                        ),
+                        None => shared.metrics.given_up("dead_lettered", 1),
+                    }
                 }
                 settle(inflight.token.take());
                 Outcome::Delivered
             }
             Err((error, message)) => shared.failed(error, message, &mut inflight),
         };
-        match &inflight.origin {
-            Origin::Replay(frame) => shared.frame_reported(frame, outcome),
-            Origin::Direct => {
-                shared.direct_in_flight.fetch_sub(1, Ordering::AcqRel);
-            }
-            Origin::LastChance(_) => {}
+        if let Origin::Direct = inflight.origin {
+            shared.direct_in_flight.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            shared.reported(&inflight.origin, outcome);
         }
         shared.room.notify_one();
     }
 }
 
 impl Shared {
+    fn new(
+        topic: &str,
+        health: Arc<Health>,
+        on_failure: OnFailure,
+        rejected_to: Option<Arc<str>>,
+    ) -> Self {
+        Self {
+            metrics: ProducerMetrics::new(topic),
+            health,
+            news: Notify::new(),
+            room: Notify::new(),
+            undeliverable: Mutex::new(None),
+            in_flight_bytes: AtomicI64::new(0),
+            client_log: LogLimiter::per_minute(12),
+            on_failure,
+            diverted: Mutex::new(Vec::new()),
+            rejected_to,
+            rejected: Mutex::new(Vec::new()),
+            frames_done: Mutex::new(Vec::new()),
+            spooling: AtomicBool::new(false),
+            take_back: AtomicBool::new(false),
+            direct_in_flight: AtomicI64::new(0),
+        }
+    }
+
     /// Sets the in-flight gauges; the sums may dip below 0 briefly when a report comes before
     /// its sender counted the record.
     fn show_in_flight(&self) {
@@ -269,6 +306,27 @@ impl Shared {
         self.metrics.in_flight_bytes.set(bytes.max(0) as f64);
         let records = self.health.in_flight();
         self.metrics.in_flight.set(records.max(0) as f64);
+    }
+
+    /// A record from the spool or on its way to the dead-letter topic is done with, or not: its
+    /// spool frame learns it.
+    fn reported(&self, origin: &Origin, outcome: Outcome) {
+        match origin {
+            Origin::Replay(frame) if outcome != Outcome::Handed => {
+                self.frame_reported(frame, outcome);
+            }
+            Origin::LastChance(LastChance {
+                frame: Some(frame), ..
+            }) => {
+                // Dead-lettered is not delivered to its topic: not counted as replayed.
+                let outcome = match outcome {
+                    Outcome::Delivered => Outcome::GivenUp,
+                    other => other,
+                };
+                self.frame_reported(frame, outcome);
+            }
+            _ => {}
+        }
     }
 
     /// One record of a replayed frame was reported; the frame's last report hands it back to
@@ -289,6 +347,70 @@ impl Shared {
         }
     }
 
+    /// A record rejected for good: queued for the dead-letter topic with what waits for it
+    /// (`Handed`), or dropped, counted and settled (`GivenUp`): a record rejected by the
+    /// dead-letter topic itself is dropped. A record on its last chance is the caller's (`None`).
+    fn reject(
+        &self,
+        record: impl Fn() -> SpoolRecord,
+        reason: FailureReason,
+        error: &KafkaError,
+        inflight: &mut InFlight,
+    ) -> Option<Outcome> {
+        let frame = match &inflight.origin {
+            Origin::LastChance(_) => return None,
+            Origin::Replay(frame) => Some(Arc::clone(frame)),
+            Origin::Direct => None,
+        };
+        if let Some(topic) = &self.rejected_to {
+            let record = record();
+            if record.topic != **topic {
+                // Its dead letter carries the token: the source waits for that delivery.
+                lock(&self.rejected).push(Rejected {
+                    record,
+                    token: inflight.token.take(),
+                    reason,
+                    error: error.to_string(),
+                    frame,
+                });
+                self.news.notify_one();
+                return Some(Outcome::Handed);
+            }
+        }
+        // Given up and counted: the source may move past it (invariant 3).
+        self.metrics.failed(reason, "dropped", error);
+        settle(inflight.token.take());
+        Some(Outcome::GivenUp)
+    }
+
+    /// A record on its one attempt to the dead-letter topic failed. Taken back from librdkafka
+    /// (an outage, or shutdown), it is kept: its frame is replayed again, an event's record is
+    /// spooled. Failed by Kafka, it is dropped, counted.
+    fn last_chance_failed(
+        &self,
+        error: &KafkaError,
+        record: impl Fn() -> SpoolRecord,
+        inflight: &mut InFlight,
+    ) -> Outcome {
+        let Origin::LastChance(last) = &inflight.origin else {
+            return Outcome::Retry;
+        };
+        if is_purge(error) {
+            if let Some(token) = inflight.token.take() {
+                lock(&self.diverted).push(Diverted {
+                    record: record(),
+                    token: Some(token),
+                    sent_at: inflight.sent_at,
+                });
+                self.news.notify_one();
+            }
+            return Outcome::Retry;
+        }
+        self.last_chance_lost(last.why, error);
+        settle(inflight.token.take());
+        Outcome::GivenUp
+    }
+
     /// A failed delivery: counted and given up when retrying cannot help, else diverted or
     /// recorded as fatal.
     fn failed(
@@ -297,34 +419,15 @@ impl Shared {
         message: &BorrowedMessage<'_>,
         inflight: &mut InFlight,
     ) -> Outcome {
-        if let Some(reason) = permanent_reason(error, inflight.routed) {
-            match (&inflight.origin, &self.rejected_to) {
-                (Origin::LastChance(_), _) => {}
-                (_, Some(topic)) if message.topic() != &**topic => {
-                    // Its dead letter carries the token: the source waits for that delivery.
-                    lock(&self.rejected).push(Rejected {
-                        record: spool_record(message),
-                        token: inflight.token.take(),
-                        reason,
-                        error: error.to_string(),
-                    });
-                    self.news.notify_one();
-                    return Outcome::GivenUp;
-                }
-                _ => {
-                    // Given up and counted: the source may move past it (invariant 3).
-                    self.metrics.failed(reason, "dropped", error);
-                    settle(inflight.token.take());
-                    return Outcome::GivenUp;
-                }
-            }
+        if let Some(reason) = permanent_reason(error, inflight.routed)
+            && let Some(outcome) = self.reject(|| spool_record(message), reason, error, inflight)
+        {
+            return outcome;
         }
         match inflight.origin {
             Origin::Replay(_) => Outcome::Retry,
-            Origin::LastChance(why) => {
-                self.last_chance_lost(why, error);
-                settle(inflight.token.take());
-                Outcome::GivenUp
+            Origin::LastChance(_) => {
+                self.last_chance_failed(error, || spool_record(message), inflight)
             }
             Origin::Direct
                 if self.on_failure != OnFailure::Stop
@@ -399,6 +502,14 @@ fn permanent_reason(error: &KafkaError, routed: bool) -> Option<FailureReason> {
         C::InvalidTopic => Some(FailureReason::InvalidTopic),
         _ => None,
     }
+}
+
+/// librdkafka took the record back unsent (`purge`): not a verdict on it.
+fn is_purge(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+    )
 }
 
 /// A configured topic that does not exist: every record would fail, so spooling cannot help.
@@ -527,27 +638,18 @@ impl Producer {
         spool: Option<&SpoolSettings>,
         health: Arc<Health>,
     ) -> Result<Self, ProducerError> {
-        let shared = Arc::new(Shared {
-            metrics: ProducerMetrics::new(&settings.topic),
-            health: Arc::clone(&health),
-            news: Notify::new(),
-            room: Notify::new(),
-            undeliverable: Mutex::new(None),
-            in_flight_bytes: AtomicI64::new(0),
-            client_log: LogLimiter::per_minute(12),
-            on_failure: match (spool, settings.give_up_after) {
-                (Some(_), _) => OnFailure::Spool,
-                (None, Some(_)) => OnFailure::GiveUp,
-                (None, None) => OnFailure::Stop,
-            },
-            diverted: Mutex::new(Vec::new()),
-            rejected_to: settings.rejected_to.as_deref().map(Arc::from),
-            rejected: Mutex::new(Vec::new()),
-            frames_done: Mutex::new(Vec::new()),
-            spooling: AtomicBool::new(false),
-            take_back: AtomicBool::new(false),
-            direct_in_flight: AtomicI64::new(0),
-        });
+        let on_failure = match (spool, settings.give_up_after) {
+            (Some(_), _) => OnFailure::Spool,
+            (None, Some(_)) => OnFailure::GiveUp,
+            (None, None) => OnFailure::Stop,
+        };
+        let rejected_to = settings.rejected_to.as_deref().map(Arc::from);
+        let shared = Arc::new(Shared::new(
+            &settings.topic,
+            Arc::clone(&health),
+            on_failure,
+            rejected_to,
+        ));
         let spooler = spool
             .map(|settings_| {
                 let backoff = Backoff::new(
@@ -711,7 +813,7 @@ impl Producer {
                         // `retry_max_elapsed_secs` counts from the first failed replay.
                         run.failing_since.get_or_insert_with(Instant::now);
                         self.shared.health.delivery_failed();
-                    } else {
+                    } else if frame.delivered.load(Ordering::Relaxed) > 0 {
                         run.failing_since = None;
                     }
                     let delivered = frame.delivered.load(Ordering::Relaxed);
@@ -720,7 +822,7 @@ impl Producer {
             }
             None => {
                 for Diverted { record, token, .. } in diverted {
-                    if !self.give_up(&record, token, stop).await? {
+                    if !self.give_up(&record, token, None, stop).await? {
                         return Ok(());
                     }
                 }
@@ -741,6 +843,7 @@ impl Producer {
             token,
             reason,
             error,
+            frame,
         } in rejected
         {
             record.headers.extend([
@@ -751,12 +854,11 @@ impl Producer {
                 (REJECTED_TOPIC.to_owned(), record.topic.as_bytes().to_vec()),
                 (REJECTED_ERROR.to_owned(), error.into_bytes()),
             ]);
-            let inflight = InFlight::new(
-                token,
-                true,
-                record.payload.len(),
-                Origin::LastChance(Some(reason)),
-            );
+            let origin = Origin::LastChance(LastChance {
+                why: Some(reason),
+                frame,
+            });
+            let inflight = InFlight::new(token, true, record.payload.len(), origin);
             if let Sent::Stopped = self.send_spooled(topic, &record, inflight, stop).await? {
                 return Ok(false);
             }
@@ -765,20 +867,25 @@ impl Producer {
     }
 
     /// A record Kafka did not take within `retry_max_elapsed_secs`: dropped, or sent once to the
-    /// dead-letter topic; counted either way (on its report when sent). False when `stop` came
-    /// first.
+    /// dead-letter topic; counted either way (on its report when sent). It settles `token`, or
+    /// reports to `frame`, once done with. False when `stop` came first.
     async fn give_up(
         &self,
         record: &SpoolRecord,
         token: Option<AckToken>,
+        frame: Option<Arc<FrameProgress>>,
         stop: &CancellationToken,
     ) -> Result<bool, ProducerError> {
         let Some(topic) = &self.exhausted_to else {
             self.shared.metrics.given_up("dropped", 1);
             settle(token);
+            if let Some(frame) = &frame {
+                self.shared.frame_reported(frame, Outcome::GivenUp);
+            }
             return Ok(true);
         };
-        let inflight = InFlight::new(token, true, record.payload.len(), Origin::LastChance(None));
+        let origin = Origin::LastChance(LastChance { why: None, frame });
+        let inflight = InFlight::new(token, true, record.payload.len(), origin);
         Ok(!matches!(
             self.send_spooled(topic, record, inflight, stop).await?,
             Sent::Stopped
@@ -811,21 +918,22 @@ impl Producer {
             .zip(run.failing_since)
             .is_some_and(|(limit, since)| since.elapsed() >= limit);
         while let Some(frame) = spooler.next_replay() {
-            if exhausted {
-                for record in &frame.records {
-                    if !self.give_up(record, None, stop).await? {
-                        return Ok(false);
-                    }
-                }
-                // Its records are dropped or on their last attempt; the frame is done with.
-                spooler.frame_done(frame.pos);
-                continue;
-            }
             if frame.records.is_empty() {
                 spooler.replayed(frame.pos, 0, false);
                 continue;
             }
             let progress = Arc::new(FrameProgress::new(frame.pos, frame.records.len()));
+            if exhausted {
+                // Dropped, or on their last attempt: the frame is done with once they are
+                // reported, so a crash before then replays it.
+                for record in &frame.records {
+                    let frame = Some(Arc::clone(&progress));
+                    if !self.give_up(record, None, frame, stop).await? {
+                        return Ok(false);
+                    }
+                }
+                continue;
+            }
             for record in &frame.records {
                 // A topic that vanished while records waited is given up, counted (`routed`).
                 let origin = Origin::Replay(Arc::clone(&progress));
@@ -909,7 +1017,13 @@ impl Producer {
                         self.shared.direct_in_flight.fetch_sub(1, Ordering::AcqRel);
                     }
                     inflight = record.delivery_opaque;
-                    match self.refused(&error, &mut inflight, stop).await? {
+                    let spooled = || SpoolRecord {
+                        topic: topic.to_owned(),
+                        key: key.map(<[u8]>::to_vec),
+                        headers: headers.map_or_else(Vec::new, spool_headers),
+                        payload: payload.to_vec(),
+                    };
+                    match self.refused(&error, &mut inflight, spooled, stop).await? {
                         Refusal::OfferAgain => inflight.sent_at = Instant::now(),
                         Refusal::GivenUp => return Ok(Sent::Taken),
                         Refusal::Stopped => return Ok(Sent::Stopped),
@@ -925,6 +1039,7 @@ impl Producer {
         &self,
         error: &KafkaError,
         inflight: &mut InFlight,
+        record: impl Fn() -> SpoolRecord,
         stop: &CancellationToken,
     ) -> Result<Refusal, ProducerError> {
         if let KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) = error {
@@ -941,15 +1056,13 @@ impl Producer {
         }
         self.check_failed()?;
         if let Some(reason) = permanent_reason(error, inflight.routed) {
-            // Refused by librdkafka itself (a record it can never send): not dead-lettered.
-            match &inflight.origin {
-                Origin::LastChance(why) => self.shared.last_chance_lost(*why, error),
-                _ => self.shared.metrics.failed(reason, "dropped", error),
-            }
-            settle(inflight.token.take());
-            if let Origin::Replay(frame) = &inflight.origin {
-                self.shared.frame_reported(frame, Outcome::GivenUp);
-            }
+            // Refused by librdkafka itself, a record it can never send: handled as if Kafka had
+            // rejected it.
+            let outcome = self
+                .shared
+                .reject(&record, reason, error, inflight)
+                .unwrap_or_else(|| self.shared.last_chance_failed(error, &record, inflight));
+            self.shared.reported(&inflight.origin, outcome);
             return Ok(Refusal::GivenUp);
         }
         self.shared.metrics.retrying(error);
@@ -1026,5 +1139,189 @@ impl Producer {
                 _ = tokio::time::sleep(interval) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! How reports move acknowledgements and spool frames along when records are rejected,
+    //! dead-lettered or taken back: the bookkeeping alone, without a broker.
+    use super::*;
+    use crate::ack::AckTracker;
+
+    fn shared() -> Shared {
+        let health = Arc::new(Health::new(Duration::from_secs(60)));
+        Shared::new("logs", health, OnFailure::Spool, Some(Arc::from("dead")))
+    }
+
+    fn record(topic: &str) -> SpoolRecord {
+        SpoolRecord {
+            topic: topic.to_owned(),
+            key: None,
+            headers: Vec::new(),
+            payload: b"line".to_vec(),
+        }
+    }
+
+    fn frame(records: usize) -> Arc<FrameProgress> {
+        let pos = FramePos {
+            segment: 1,
+            offset: 0,
+        };
+        Arc::new(FrameProgress::new(pos, records))
+    }
+
+    fn rejected_error() -> KafkaError {
+        KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed)
+    }
+
+    fn last_chance(shared: &Shared, token: Option<AckToken>) -> Box<InFlight> {
+        let Rejected {
+            token: t, frame, ..
+        } = lock(&shared.rejected).pop().expect("queued");
+        let origin = Origin::LastChance(LastChance {
+            why: Some(FailureReason::NotAuthorized),
+            frame,
+        });
+        InFlight::new(token.or(t), true, 4, origin)
+    }
+
+    #[test]
+    fn a_replayed_frame_is_done_only_once_its_dead_letters_are_delivered() {
+        let shared = shared();
+        let progress = frame(2);
+        shared.reported(&Origin::Replay(Arc::clone(&progress)), Outcome::Delivered);
+        let mut rejected = InFlight::new(None, true, 4, Origin::Replay(Arc::clone(&progress)));
+        let outcome = shared.reject(
+            || record("logs"),
+            FailureReason::NotAuthorized,
+            &rejected_error(),
+            &mut rejected,
+        );
+        assert_eq!(outcome, Some(Outcome::Handed));
+        shared.reported(&rejected.origin, Outcome::Handed);
+        assert!(
+            lock(&shared.frames_done).is_empty(),
+            "waits for the dead letter"
+        );
+
+        let letter = last_chance(&shared, None);
+        shared.reported(&letter.origin, Outcome::Delivered);
+        let done = std::mem::take(&mut *lock(&shared.frames_done));
+        assert_eq!(
+            done.len(),
+            1,
+            "the dead letter's report completes the frame"
+        );
+        assert_eq!(done[0].delivered.load(Ordering::Relaxed), 1, "one replayed");
+        assert!(!done[0].failed.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_dead_letter_taken_back_in_an_outage_is_kept_for_the_spool_or_a_replay() {
+        let shared = shared();
+        let tracker = AckTracker::new(0u64);
+        let mut direct = InFlight::new(Some(tracker.track(10)), false, 4, Origin::Direct);
+        let error = rejected_error();
+        assert_eq!(
+            shared.reject(
+                || record("logs"),
+                FailureReason::NotAuthorized,
+                &error,
+                &mut direct
+            ),
+            Some(Outcome::Handed)
+        );
+        let mut letter = last_chance(&shared, None);
+        assert!(
+            letter.token.is_some(),
+            "the dead letter carries the event's token"
+        );
+        let purged = KafkaError::MessageProduction(RDKafkaErrorCode::PurgeInflight);
+        let outcome = shared.last_chance_failed(&purged, || record("dead"), &mut letter);
+        assert_eq!(outcome, Outcome::Retry);
+        let diverted = std::mem::take(&mut *lock(&shared.diverted));
+        assert_eq!(diverted.len(), 1, "spooled, to be sent again");
+        assert_eq!(diverted[0].record.topic, "dead");
+        assert!(diverted[0].token.is_some());
+        assert_eq!(
+            tracker.position(),
+            0,
+            "not settled: nothing counted as lost"
+        );
+
+        // One from a replayed frame fails the frame instead: it is replayed later.
+        let progress = frame(1);
+        let mut replayed = InFlight::new(None, true, 4, Origin::Replay(Arc::clone(&progress)));
+        shared.reject(
+            || record("logs"),
+            FailureReason::NotAuthorized,
+            &error,
+            &mut replayed,
+        );
+        let mut letter = last_chance(&shared, None);
+        let outcome = shared.last_chance_failed(&purged, || record("dead"), &mut letter);
+        shared.reported(&letter.origin, outcome);
+        let done = std::mem::take(&mut *lock(&shared.frames_done));
+        assert!(
+            done[0].failed.load(Ordering::Relaxed),
+            "the frame is replayed again"
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_kafka_fails_is_dropped_and_settled() {
+        let shared = shared();
+        let tracker = AckTracker::new(0u64);
+        let mut letter = InFlight::new(
+            Some(tracker.track(10)),
+            true,
+            4,
+            Origin::LastChance(LastChance {
+                why: None,
+                frame: None,
+            }),
+        );
+        let error = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        // On its last chance it is not dead-lettered again.
+        assert_eq!(
+            shared.reject(
+                || record("dead"),
+                FailureReason::TooLarge,
+                &error,
+                &mut letter
+            ),
+            None
+        );
+        let outcome = shared.last_chance_failed(&error, || record("dead"), &mut letter);
+        assert_eq!(outcome, Outcome::GivenUp);
+        assert_eq!(
+            tracker.position(),
+            10,
+            "given up, counted: the source moves on"
+        );
+        assert!(lock(&shared.diverted).is_empty());
+    }
+
+    #[test]
+    fn a_record_the_dead_letter_topic_rejects_is_dropped_not_sent_there_again() {
+        let shared = shared();
+        let progress = frame(1);
+        let mut replayed = InFlight::new(None, true, 4, Origin::Replay(Arc::clone(&progress)));
+        let outcome = shared.reject(
+            || record("dead"),
+            FailureReason::NotAuthorized,
+            &rejected_error(),
+            &mut replayed,
+        );
+        assert_eq!(outcome, Some(Outcome::GivenUp));
+        assert!(lock(&shared.rejected).is_empty());
+        shared.reported(&replayed.origin, Outcome::GivenUp);
+        let done = std::mem::take(&mut *lock(&shared.frames_done));
+        assert_eq!(done[0].delivered.load(Ordering::Relaxed), 0);
+        assert!(
+            !done[0].failed.load(Ordering::Relaxed),
+            "done with, not replayed"
+        );
     }
 }

@@ -214,3 +214,83 @@ fn records_rejected_for_good_go_to_the_dead_letter_topic_with_the_reason() {
     expected.sort_unstable();
     assert_eq!(seen, expected, "every line in one topic or the other, once");
 }
+
+/// Records spooled through an outage and rejected for good when replayed go to the dead-letter
+/// topic: every line ends up once in one topic or the other, the spool drains, and a restart
+/// replays nothing (the frames were done with only after their dead letters were delivered).
+#[test]
+fn spooled_records_rejected_on_replay_go_to_the_dead_letter_topic() {
+    const DEAD: &str = "mocked-dead";
+    let cluster = cluster();
+    cluster.create_topic(DEAD, 1, 3).expect("dead-letter topic");
+    let bootstrap = cluster.bootstrap_servers();
+    for broker in 1..=3 {
+        cluster.broker_down(broker).expect("broker down");
+    }
+    let setup = Setup::new();
+    let path = setup.logs.join("app.log");
+    let lines = write_lines(&path, "sp", 0..2_000);
+    let config = setup.config(
+        &bootstrap,
+        TOPIC,
+        "",
+        &format!("message_timeout_ms = 1000\ndead_letter_topic = \"{DEAD}\""),
+    );
+    let agent = Agent::start(&setup, &config);
+    agent.wait_for_metric(
+        "logship_spool_records_written_total",
+        2_000.0,
+        Duration::from_secs(30),
+    );
+
+    // The first Produce request after the outage is a replay; Kafka rejects it for good.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    for broker in 1..=3 {
+        cluster.broker_up(broker).expect("broker up");
+    }
+    agent.wait_for_metric("logship_spool_records", 0.0, Duration::from_secs(60));
+    let dead_lettered = agent.metric_value(&failed_metric("not_authorized", "dead_lettered"));
+    assert!(dead_lettered >= 1.0, "the rejected replay is dead-lettered");
+    assert_eq!(
+        agent.metric_value(&failed_metric("not_authorized", "dropped")),
+        0.0
+    );
+    let replayed = agent.metric_value("logship_spool_records_replayed_total");
+    assert_eq!(
+        replayed + dead_lettered,
+        2_000.0,
+        "replayed counts what reached its topic"
+    );
+
+    let read = |topic: &str, count: usize| {
+        let mut reader = TopicReader::new(&bootstrap, topic);
+        reader
+            .read_until(count, Duration::from_secs(1), Duration::from_secs(30))
+            .iter()
+            .map(|r| r.message().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut seen = read(DEAD, dead_lettered as usize);
+    seen.extend(read(TOPIC, 2_000 - dead_lettered as usize));
+    seen.sort_unstable();
+    let mut expected = lines.clone();
+    expected.sort_unstable();
+    assert_eq!(seen, expected, "every line in one topic or the other, once");
+
+    // Nothing is replayed again after a restart.
+    setup.wait_for_checkpoints_at_eof([path.as_path()]);
+    drop(agent);
+    let agent = Agent::start(&setup, &config);
+    agent.wait_until_healthy(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        agent.metric_value("logship_spool_records_replayed_total"),
+        0.0
+    );
+    let again = read(DEAD, dead_lettered as usize).len()
+        + read(TOPIC, 2_000 - dead_lettered as usize).len();
+    assert_eq!(again, 2_000, "no record twice");
+}
