@@ -21,6 +21,7 @@ use crate::kafka::{Producer, ProducerError};
 use crate::memory::{Batch, MemoryBudget};
 use crate::pipeline;
 use crate::source::file::{FileSource, SourceControl};
+use crate::source::journald::JournaldSource;
 
 /// Batches waiting in each channel between a source, its pipeline and the producer. The memory
 /// budget bounds their bytes; this keeps the number small, since a few batches of one read turn
@@ -94,14 +95,26 @@ pub async fn run(
     let memory = MemoryBudget::new(usize::try_from(config.memory.events).unwrap_or(usize::MAX));
     let mut sources = Vec::new();
     for (id, settings) in &config.sources {
-        match settings {
+        let source_tx = through_pipeline(&config, settings.pipeline(), &tx);
+        let task = match settings {
             SourceSettings::File(file) => {
                 let source =
                     FileSource::new(id, file.clone(), &config.data_dir, &host, memory.clone());
-                let source_tx = through_pipeline(&config, file.pipeline.as_deref(), &tx);
-                sources.push(tokio::spawn(source.run(source_tx, control.clone())));
+                tokio::spawn(source.run(source_tx, control.clone()))
             }
-        }
+            SourceSettings::Journald(journald) => {
+                let source = JournaldSource::new(
+                    id,
+                    journald.clone(),
+                    &config.data_dir,
+                    &host,
+                    memory.clone(),
+                    Arc::clone(&health),
+                );
+                tokio::spawn(source.run(source_tx, control.clone()))
+            }
+        };
+        sources.push(task);
     }
     drop(tx);
     tracing::info!(sources = sources.len(), "agent started");

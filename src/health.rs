@@ -1,6 +1,9 @@
 //! Agent health as /health reports it: whether Kafka is reachable, whether the spool can be
-//! written, and whether deliveries make progress. Written by the producer, read by the API server.
+//! written, whether deliveries make progress, and which sources are down (a journald source
+//! whose journalctl is not running). Written by the producer, read by the API server.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,8 @@ pub struct Health {
     /// The last delivery, or the start when nothing was delivered yet (for the report).
     last_delivery_ms: AtomicU64,
     stall_after: Duration,
+    /// Sources that cannot read (their ids).
+    sources_down: Mutex<BTreeSet<String>>,
 }
 
 /// What /health answers.
@@ -36,6 +41,8 @@ pub struct HealthReport {
     pub events_in_flight: i64,
     pub seconds_since_last_delivery: u64,
     pub stalled: bool,
+    /// Sources that cannot read now, by id.
+    pub sources_down: Vec<String>,
 }
 
 impl Health {
@@ -51,6 +58,17 @@ impl Health {
             last_progress_ms: AtomicU64::new(0),
             last_delivery_ms: AtomicU64::new(0),
             stall_after,
+            sources_down: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// A source stopped (or resumed) reading.
+    pub fn set_source_down(&self, source: &str, down: bool) {
+        let mut sources = self.sources_down.lock().unwrap_or_else(|p| p.into_inner());
+        if down {
+            sources.insert(source.to_owned());
+        } else {
+            sources.remove(source);
         }
     }
 
@@ -136,13 +154,21 @@ impl Health {
         let stalled = self.stalled_for(self.stall_after);
         let kafka_reachable = self.kafka_reachable();
         let spool_writable = self.spool_writable.load(Ordering::Relaxed);
+        let sources_down: Vec<String> = self
+            .sources_down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         HealthReport {
-            healthy: kafka_reachable && spool_writable && !stalled,
+            healthy: kafka_reachable && spool_writable && !stalled && sources_down.is_empty(),
             kafka_reachable,
             spool_writable,
             events_in_flight: in_flight,
             seconds_since_last_delivery: since,
             stalled,
+            sources_down,
         }
     }
 }

@@ -30,6 +30,10 @@ pub const SOURCE_FILES_TRUNCATED: &str = "logship_source_files_truncated_total";
 pub const SOURCE_FILES_DELETED: &str = "logship_source_files_deleted_total";
 pub const SOURCE_FILES_VANISHED: &str = "logship_source_files_vanished_total";
 pub const SOURCE_UNREAD_BYTES: &str = "logship_source_unread_bytes_total";
+pub const JOURNALD_RESTARTS: &str = "logship_journald_restarts_total";
+pub const JOURNALD_ENTRIES_DROPPED: &str = "logship_journald_entries_dropped_total";
+pub const JOURNALD_BINARY_MESSAGES: &str = "logship_journald_binary_messages_total";
+pub const JOURNALD_READER_UP: &str = "logship_journald_reader_up";
 pub const CHECKPOINT_WRITES: &str = "logship_checkpoint_writes_total";
 pub const CHECKPOINT_WRITE_ERRORS: &str = "logship_checkpoint_write_errors_total";
 pub const KAFKA_EVENTS_DELIVERED: &str = "logship_kafka_events_delivered_total";
@@ -163,6 +167,22 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         "Lines with invalid UTF-8; invalid bytes were replaced with U+FFFD."
     );
     describe_counter!(SOURCE_READ_ERRORS, "Errors opening or reading a file.");
+    describe_counter!(
+        JOURNALD_RESTARTS,
+        "Times journalctl exited (or could not start) and was started again, per source."
+    );
+    describe_counter!(
+        JOURNALD_ENTRIES_DROPPED,
+        "Journal entries not shipped, by reason: too_large (over max_entry_bytes), invalid (not a JSON object)."
+    );
+    describe_counter!(
+        JOURNALD_BINARY_MESSAGES,
+        "Journal entries whose MESSAGE was not UTF-8 text, shipped base64-encoded."
+    );
+    describe_gauge!(
+        JOURNALD_READER_UP,
+        "1 while the source's journalctl runs, 0 while it is down and waits to be started again."
+    );
     describe_gauge!(SOURCE_FILES_WATCHED, "Files the source currently tracks.");
     describe_counter!(
         SOURCE_OFFSET_RESETS,
@@ -395,6 +415,60 @@ impl FileSourceMetrics {
         self.unread_bytes.increment(unread.unwrap_or(0));
         if self.log.allow() {
             tracing::warn!(path, unread, "file vanished before it was read to its end");
+        }
+    }
+
+    pub fn checkpoint_error(&self, path: &std::path::Path, error: &std::io::Error) {
+        self.checkpoint_errors.increment(1);
+        if self.log.allow() {
+            tracing::error!(path = %path.display(), %error, "cannot write checkpoint");
+        }
+    }
+}
+
+/// Handles for one journald source.
+#[derive(Debug, Clone)]
+pub struct JournaldMetrics {
+    pub events_read: Counter,
+    pub bytes_read: Counter,
+    pub restarts: Counter,
+    pub reader_up: Gauge,
+    pub checkpoint_writes: Counter,
+    checkpoint_errors: Counter,
+    binary_messages: Counter,
+    source: String,
+    log: LogLimiter,
+}
+
+impl JournaldMetrics {
+    pub fn new(source: &str) -> Self {
+        let label = || source.to_owned();
+        Self {
+            events_read: counter!(SOURCE_EVENTS_READ, "source" => label()),
+            bytes_read: counter!(SOURCE_BYTES_READ, "source" => label()),
+            restarts: counter!(JOURNALD_RESTARTS, "source" => label()),
+            reader_up: gauge!(JOURNALD_READER_UP, "source" => label()),
+            checkpoint_writes: counter!(CHECKPOINT_WRITES, "source" => label()),
+            checkpoint_errors: counter!(CHECKPOINT_WRITE_ERRORS, "source" => label()),
+            binary_messages: counter!(JOURNALD_BINARY_MESSAGES, "source" => label()),
+            source: label(),
+            log: LogLimiter::per_minute(12),
+        }
+    }
+
+    /// An entry not shipped; `reason` is `too_large` or `invalid`.
+    pub fn entry_dropped(&self, reason: &'static str, bytes: u64, detail: &dyn std::fmt::Display) {
+        counter!(JOURNALD_ENTRIES_DROPPED, "source" => self.source.clone(), "reason" => reason)
+            .increment(1);
+        if self.log.allow() {
+            tracing::warn!(source = %self.source, reason, bytes, %detail, "journal entry dropped");
+        }
+    }
+
+    pub fn binary_message(&self, cursor: &str) {
+        self.binary_messages.increment(1);
+        if self.log.allow() {
+            tracing::info!(source = %self.source, cursor, "journal MESSAGE is not UTF-8; shipped as base64");
         }
     }
 

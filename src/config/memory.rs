@@ -5,7 +5,8 @@
 //!   fixed cost per record (librdkafka's own message header and batch buffers). Unset, the queue
 //!   gets a quarter of the limit, at most 16 MiB, and one record per 512 bytes of it, at most
 //!   20,000.
-//! - Read buffers: each source reads into one buffer of `max_read_bytes`.
+//! - Read buffers: each file source reads into one buffer of `max_read_bytes`; a journald source
+//!   into 64 KiB.
 //! - Events: the rest. Sources charge it per batch and pause while it is spent
 //!   (`crate::memory`).
 //!
@@ -73,9 +74,9 @@ impl MemoryPlan {
         let mut read_buffers = 0;
         let mut largest_turn = 0;
         for source in sources.values() {
-            let SourceSettings::File(file) = source;
-            read_buffers += file.max_read_bytes as u64;
-            largest_turn = largest_turn.max((file.max_read_bytes + file.max_line_bytes) as u64);
+            let (buffer, turn) = source.read_sizes();
+            read_buffers += buffer;
+            largest_turn = largest_turn.max(turn);
         }
         let kafka = queue_bytes + queue_events * LIBRDKAFKA_RECORD_COST;
         // Room for two read turns of the largest source: one charged and on its way, one read.
@@ -88,8 +89,9 @@ impl MemoryPlan {
                     "{limit} bytes leave {events} for events after librdkafka's queue ({kafka}: \
                      kafka.queue_max_bytes plus {LIBRDKAFKA_RECORD_COST} per \
                      kafka.queue_max_events) and the sources' read buffers ({read_buffers}); \
-                     at least {needed} are needed (two read turns, max_read_bytes + \
-                     max_line_bytes, of the largest source): raise it to {} or lower those",
+                     at least {needed} are needed (two read turns of the largest source: a file's \
+                     max_read_bytes + max_line_bytes, a journal's 64 KiB + max_entry_bytes): \
+                     raise it to {} or lower those",
                     kafka + read_buffers + needed
                 ),
             ));

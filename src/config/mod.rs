@@ -9,6 +9,7 @@
 mod document;
 mod file_source;
 mod interpolate;
+mod journald_source;
 mod kafka;
 mod memory;
 mod pipeline;
@@ -30,6 +31,7 @@ pub use file_source::{
     FileSourceConfig, FileSourceSettings, MultilineConfig, MultilineMode, ReadFrom,
 };
 pub use interpolate::{InterpolationError, interpolate};
+pub use journald_source::{Journal, JournaldSourceConfig, JournaldSourceSettings, PRIORITY_NAMES};
 pub use kafka::{
     Compression, Encoding, KafkaConfig, KafkaSettings, LossPolicy, Oversize, RecordSettings,
 };
@@ -119,6 +121,31 @@ fn default_api_address() -> String {
 #[derive(Debug, Clone)]
 pub enum SourceSettings {
     File(FileSourceSettings),
+    Journald(JournaldSourceSettings),
+}
+
+impl SourceSettings {
+    /// The pipeline its events go through.
+    pub fn pipeline(&self) -> Option<&str> {
+        match self {
+            Self::File(file) => file.pipeline.as_deref(),
+            Self::Journald(journald) => journald.pipeline.as_deref(),
+        }
+    }
+
+    /// Bytes of its read buffer, and the most one read turn can hold (for the memory plan).
+    pub fn read_sizes(&self) -> (u64, u64) {
+        match self {
+            Self::File(file) => (
+                file.max_read_bytes as u64,
+                (file.max_read_bytes + file.max_line_bytes) as u64,
+            ),
+            Self::Journald(journald) => (
+                crate::source::journald::READ_BUFFER_BYTES as u64,
+                (crate::source::journald::READ_BUFFER_BYTES + journald.max_entry_bytes) as u64,
+            ),
+        }
+    }
 }
 
 /// The checked configuration the agent runs with.
@@ -194,8 +221,7 @@ impl Config {
         let kafka = raw.kafka.settings(&doc, spool.is_some(), &memory)?;
         let pipelines = pipeline::pipelines(&doc, pipelines, kafka.dead_letter_topic.as_deref())?;
         for (id, source) in &sources {
-            let SourceSettings::File(file) = source;
-            if let Some(name) = &file.pipeline
+            if let Some(name) = source.pipeline()
                 && !pipelines.contains_key(name)
             {
                 return Err(doc.error_at(
@@ -263,10 +289,14 @@ fn sources_settings(
                 let raw: FileSourceConfig = doc.deserialize(node, &prefix)?;
                 SourceSettings::File(raw.settings(doc, &prefix)?)
             }
+            "journald" => {
+                let raw: JournaldSourceConfig = doc.deserialize(node, &prefix)?;
+                SourceSettings::Journald(raw.settings(doc, &prefix)?)
+            }
             other => {
                 return Err(doc.error_at(
                     &format!("{prefix}.type"),
-                    format!("unknown source type `{other}`, expected one of: file"),
+                    format!("unknown source type `{other}`, expected one of: file, journald"),
                 ));
             }
         };
@@ -336,7 +366,9 @@ mod tests {
         let config = check(&minimal("", "")).unwrap();
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(config.api_address.to_string(), "127.0.0.1:9598");
-        let SourceSettings::File(file) = &config.sources["app"];
+        let SourceSettings::File(file) = &config.sources["app"] else {
+            panic!("a file source");
+        };
         assert_eq!(file.max_line_bytes, 1024 * 1024);
         assert_eq!(
             config.kafka.client.get("bootstrap.servers"),

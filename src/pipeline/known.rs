@@ -6,14 +6,20 @@ use super::path::FieldPath;
 use super::steps::Output;
 use super::{OnError, Stage};
 
-/// Fields every file line has.
+/// Fields sources write: every file line's, and a journal entry's. A pipeline is checked
+/// against all of them, whichever sources use it.
 const SOURCE_FIELDS: &[&str] = &[
     "@timestamp",
     "message",
     "host.name",
     "log.file.path",
     "log.offset",
+    "log.syslog.severity.code",
+    "log.syslog.severity.name",
+    "systemd.unit",
 ];
+/// Objects whose fields a source names at run time: `journald.*`, every other journal field.
+const SOURCE_OBJECTS: &[&str] = &["journald"];
 
 /// A step reads a field nothing provides: the step's index, the key naming it, and the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +35,12 @@ pub fn check(stages: &[Stage]) -> Result<(), Unknown> {
         .iter()
         .filter_map(|f| FieldPath::parse(f).ok())
         .map(Output::Field)
+        .chain(
+            SOURCE_OBJECTS
+                .iter()
+                .filter_map(|f| FieldPath::parse(f).ok())
+                .map(|root| Output::Below(Some(root))),
+        )
         .collect();
     for (index, stage) in stages.iter().enumerate() {
         let when = stage

@@ -2,4 +2,6 @@
 //! events down a channel, and owns its positions (checkpoints), which move only as the events'
 //! ack tokens are settled. Sources know nothing of Kafka.
 
+pub mod durable;
 pub mod file;
+pub mod journald;

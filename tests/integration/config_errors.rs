@@ -137,3 +137,28 @@ fn a_memory_limit_too_small_for_the_queue_names_the_figure_to_raise_it_to() {
         assert_config_rejected(&text, key);
     }
 }
+
+/// Journald source mistakes: exit 78 with the key path.
+#[test]
+fn journald_mistakes_name_their_key() {
+    for (keys, key) in [
+        ("priority = \"error\"", "sources.journal.priority"),
+        ("matches = [\"unit=x\"]", "sources.journal.matches[0]"),
+        (
+            "journal_directory = \"/j\"\njournal_files = [\"/j/a.journal\"]",
+            "sources.journal.journal_files",
+        ),
+        ("max_entry_bytes = 0", "sources.journal.max_entry_bytes"),
+        (
+            "restart_backoff_max_ms = 10",
+            "sources.journal.restart_backoff_max_ms",
+        ),
+        ("cursor = \"x\"", "sources.journal.cursor"),
+    ] {
+        let text = VALID.replace(
+            "[kafka]",
+            &format!("[sources.journal]\ntype = \"journald\"\n{keys}\n[kafka]"),
+        );
+        assert_config_rejected(&text, key);
+    }
+}

@@ -90,7 +90,9 @@ topic = "unused"
             logs = logs.display()
         );
         let config = Config::from_toml(&text, &|_| None).expect("model config");
-        let SourceSettings::File(settings) = config.sources["model"].clone();
+        let SourceSettings::File(settings) = config.sources["model"].clone() else {
+            panic!("a file source");
+        };
         let store = CheckpointStore::new(&config.data_dir, "model");
         let set = FileSet::new(
             settings.clone(),

@@ -1,11 +1,9 @@
 //! A file source's checkpoint file: where each file must resume, written crash-safely.
 //!
-//! Format: versioned JSON at `data_dir/checkpoints/<source>.json`. A write goes to a temp file,
-//! is fsynced, renamed over the old file, and the directory is fsynced, so after `kill -9` or a
-//! power cut the file holds either the old or the new checkpoint, never a torn one.
+//! Format: versioned JSON at `data_dir/checkpoints/<source>.json`, replaced crash-safely
+//! (`source::durable`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -148,16 +146,7 @@ impl CheckpointStore {
         if self.last_written.as_ref() == Some(&body) {
             return Ok(false);
         }
-        let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&body)?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        std::fs::File::open(dir)?.sync_all()?;
+        crate::source::durable::replace(&self.path, &body)?;
         self.last_written = Some(body);
         Ok(true)
     }
