@@ -100,6 +100,55 @@ impl<P: Clone + Send + std::fmt::Debug + 'static> Settle for AckTracker<P> {
     }
 }
 
+/// Settles a group of events as one: done once every token is settled (the events of one HTTP
+/// request, which is answered then).
+#[derive(Debug)]
+pub struct Countdown {
+    remaining: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+impl Countdown {
+    /// A countdown of `events` and their tokens.
+    pub fn new(events: usize) -> (Arc<Self>, Vec<AckToken>) {
+        let countdown = Arc::new(Self {
+            remaining: std::sync::atomic::AtomicUsize::new(events),
+            done: tokio::sync::Notify::new(),
+        });
+        let tokens = (0..events as u64)
+            .map(|seq| AckToken {
+                settle: Arc::clone(&countdown) as Arc<dyn Settle>,
+                seq,
+                absorbed: Vec::new(),
+            })
+            .collect();
+        (countdown, tokens)
+    }
+
+    /// Returns once every token is settled. A token dropped unsettled keeps it waiting.
+    pub async fn settled(&self) {
+        loop {
+            let done = self.done.notified();
+            if self.remaining.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
+impl Settle for Countdown {
+    fn settle(&self, _seq: u64) {
+        if self
+            .remaining
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.done.notify_waiters();
+        }
+    }
+}
+
 impl AckToken {
     /// The event is delivered (or deliberately given up and counted): its position may pass.
     pub fn settle(self) {
@@ -119,6 +168,28 @@ impl AckToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_countdown_is_done_when_every_token_is_settled() {
+        let (countdown, mut tokens) = Countdown::new(2);
+        tokens.pop().expect("token").settle();
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), countdown.settled());
+        assert!(waiting.await.is_err(), "one token is still out");
+        let last = tokens.pop().expect("token");
+        let wait = tokio::spawn({
+            let countdown = Arc::clone(&countdown);
+            async move { countdown.settled().await }
+        });
+        tokio::task::yield_now().await;
+        last.settle();
+        tokio::time::timeout(std::time::Duration::from_secs(1), wait)
+            .await
+            .expect("done")
+            .expect("task");
+        let (empty, _) = Countdown::new(0);
+        empty.settled().await;
+    }
 
     #[test]
     fn position_waits_for_the_oldest_unsettled_event() {

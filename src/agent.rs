@@ -21,6 +21,7 @@ use crate::kafka::{Producer, ProducerError};
 use crate::memory::{Batch, MemoryBudget};
 use crate::pipeline;
 use crate::source::file::{FileSource, SourceControl};
+use crate::source::http::HttpSource;
 use crate::source::journald::JournaldSource;
 
 /// Batches waiting in each channel between a source, its pipeline and the producer. The memory
@@ -39,6 +40,12 @@ const FINAL_CHECKPOINT_RESERVE: Duration = Duration::from_secs(2);
 pub enum AgentError {
     #[error(transparent)]
     Producer(#[from] ProducerError),
+    #[error("source {id}: cannot listen on {address}: {source}")]
+    Listen {
+        id: String,
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot serve the API on {address}: {source}")]
     Api {
         address: std::net::SocketAddr,
@@ -112,6 +119,18 @@ pub async fn run(
                     Arc::clone(&health),
                 );
                 tokio::spawn(source.run(source_tx, control.clone()))
+            }
+            SourceSettings::Http(http) => {
+                let source =
+                    HttpSource::bind(id, http.clone(), source_tx, memory.clone(), &control)
+                        .await
+                        .map_err(|source| AgentError::Listen {
+                            id: id.clone(),
+                            address: http.address,
+                            source,
+                        })?;
+                tracing::info!(source = %id, address = ?source.local_addr().ok(), "HTTP source listening");
+                tokio::spawn(source.run(control.clone()))
             }
         };
         sources.push(task);

@@ -34,6 +34,7 @@ pub const JOURNALD_RESTARTS: &str = "logship_journald_restarts_total";
 pub const JOURNALD_ENTRIES_DROPPED: &str = "logship_journald_entries_dropped_total";
 pub const JOURNALD_BINARY_MESSAGES: &str = "logship_journald_binary_messages_total";
 pub const JOURNALD_READER_UP: &str = "logship_journald_reader_up";
+pub const HTTP_REQUESTS: &str = "logship_http_requests_total";
 pub const CHECKPOINT_WRITES: &str = "logship_checkpoint_writes_total";
 pub const CHECKPOINT_WRITE_ERRORS: &str = "logship_checkpoint_write_errors_total";
 pub const KAFKA_EVENTS_DELIVERED: &str = "logship_kafka_events_delivered_total";
@@ -178,6 +179,10 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     describe_counter!(
         JOURNALD_BINARY_MESSAGES,
         "Journal entries whose MESSAGE was not UTF-8 text, shipped base64-encoded."
+    );
+    describe_counter!(
+        HTTP_REQUESTS,
+        "Requests an HTTP source answered, by status: 200 delivered (or accepted), 400 malformed, 401 unauthorized, 413 too large, 429 rate limit or backpressure, 503 not delivered in time."
     );
     describe_gauge!(
         JOURNALD_READER_UP,
@@ -477,6 +482,30 @@ impl JournaldMetrics {
         if self.log.allow() {
             tracing::error!(path = %path.display(), %error, "cannot write checkpoint");
         }
+    }
+}
+
+/// Handles for one HTTP source.
+#[derive(Debug, Clone)]
+pub struct HttpSourceMetrics {
+    pub events_read: Counter,
+    pub bytes_read: Counter,
+    source: String,
+}
+
+impl HttpSourceMetrics {
+    pub fn new(source: &str) -> Self {
+        Self {
+            events_read: counter!(SOURCE_EVENTS_READ, "source" => source.to_owned()),
+            bytes_read: counter!(SOURCE_BYTES_READ, "source" => source.to_owned()),
+            source: source.to_owned(),
+        }
+    }
+
+    /// One reply; `status` is one of the few the source sends.
+    pub fn replied(&self, status: u16) {
+        counter!(HTTP_REQUESTS, "source" => self.source.clone(), "status" => status.to_string())
+            .increment(1);
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod document;
 mod file_source;
+mod http_source;
 mod interpolate;
 mod journald_source;
 mod kafka;
@@ -30,6 +31,7 @@ pub use document::Document;
 pub use file_source::{
     FileSourceConfig, FileSourceSettings, MultilineConfig, MultilineMode, ReadFrom,
 };
+pub use http_source::{HttpAck, HttpSourceConfig, HttpSourceSettings};
 pub use interpolate::{InterpolationError, interpolate};
 pub use journald_source::{Journal, JournaldSourceConfig, JournaldSourceSettings, PRIORITY_NAMES};
 pub use kafka::{
@@ -122,6 +124,7 @@ fn default_api_address() -> String {
 pub enum SourceSettings {
     File(FileSourceSettings),
     Journald(JournaldSourceSettings),
+    Http(HttpSourceSettings),
 }
 
 impl SourceSettings {
@@ -130,6 +133,7 @@ impl SourceSettings {
         match self {
             Self::File(file) => file.pipeline.as_deref(),
             Self::Journald(journald) => journald.pipeline.as_deref(),
+            Self::Http(http) => http.pipeline.as_deref(),
         }
     }
 
@@ -144,6 +148,8 @@ impl SourceSettings {
                 crate::source::journald::READ_BUFFER_BYTES as u64,
                 (crate::source::journald::READ_BUFFER_BYTES + journald.max_entry_bytes) as u64,
             ),
+            // Bodies of the requests handled at once; one request's events at a time.
+            Self::Http(http) => (http.body_bytes(), http.max_body_bytes as u64),
         }
     }
 }
@@ -293,10 +299,14 @@ fn sources_settings(
                 let raw: JournaldSourceConfig = doc.deserialize(node, &prefix)?;
                 SourceSettings::Journald(raw.settings(doc, &prefix)?)
             }
+            "http" => {
+                let raw: HttpSourceConfig = doc.deserialize(node, &prefix)?;
+                SourceSettings::Http(raw.settings(doc, &prefix)?)
+            }
             other => {
                 return Err(doc.error_at(
                     &format!("{prefix}.type"),
-                    format!("unknown source type `{other}`, expected one of: file, journald"),
+                    format!("unknown source type `{other}`, expected one of: file, journald, http"),
                 ));
             }
         };

@@ -4,4 +4,5 @@
 
 pub mod durable;
 pub mod file;
+pub mod http;
 pub mod journald;

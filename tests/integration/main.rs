@@ -8,6 +8,7 @@ mod delivery;
 mod file_model;
 mod file_source;
 mod harness;
+mod http_source;
 mod journald;
 mod memory;
 mod mock_cluster;
