@@ -266,3 +266,30 @@ fn journalctl_exiting_is_restarted_and_a_dead_reader_shows_on_health() {
     assert_eq!(health["sources_down"], serde_json::json!(["journal"]));
     assert!(agent.metric_value("logship_journald_restarts_total{source=\"journal\"}") >= 1.0);
 }
+
+/// journalctl applies `priority` and `matches`; the source applies `units` and `identifiers`:
+/// only entries passing all of them arrive.
+#[test]
+fn priority_matches_and_units_filter_what_is_shipped() {
+    let setup = Setup::new();
+    let mut journal = Journal::new(&setup);
+    let topic = create_topic(&brokers(), "journald-filter", 1);
+    // Priorities cycle 0..8 over the entries: 0 to 3 pass `priority = "err"`.
+    let app = journal.append(80, "app.service");
+    journal.append(40, "other.service");
+    let filters = "priority = \"err\"\nmatches = [\"_HOSTNAME=node-7\"]\nunits = [\"app\"]\n\
+                   identifiers = [\"app\"]";
+    let config = journald_config(&setup, &journal.dir, &topic, filters);
+    let _agent = Agent::start(&setup, &config);
+    let mut reader = TopicReader::new(&brokers(), &topic);
+    let records = read(&mut reader, 40);
+    let mut got: Vec<_> = records.iter().map(|r| r.message().to_owned()).collect();
+    got.sort();
+    let expected: Vec<_> = app
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| n % 8 <= 3)
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert_eq!(got, expected);
+}
