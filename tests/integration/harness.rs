@@ -425,6 +425,11 @@ topic = "{topic}"
             port = self.api_port,
             logs = self.logs.display(),
         );
+        self.write_config(&text)
+    }
+
+    /// Writes `text` as the agent's config file and returns its path.
+    pub fn write_config(&self, text: &str) -> PathBuf {
         let path = self.dir.path().join("logship.toml");
         std::fs::write(&path, text).expect("write config");
         path

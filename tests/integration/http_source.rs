@@ -27,9 +27,7 @@ topic = "{topic}"
         data = setup.data.display(),
         port = setup.api_port,
     );
-    let path = setup.dir.path().join("logship.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    setup.write_config(&text)
 }
 
 fn post(client: &Client, port: u16, token: Option<&str>, body: Vec<u8>, gzip: bool) -> Response {

@@ -116,9 +116,7 @@ topic = "{topic}"
         journal = journal.display(),
         brokers = brokers(),
     );
-    let path = setup.dir.path().join("logship.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    setup.write_config(&text)
 }
 
 /// How often each message arrived.

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::source::durable::{self, StateError, Versioned};
+
 /// Version of the on-disk format; bump it when the layout changes and read the old one too.
 const VERSION: u32 = 1;
 
@@ -60,6 +62,12 @@ struct CheckpointFile {
     released: Vec<Released>,
 }
 
+impl Versioned for CheckpointFile {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
 /// `CheckpointFile` as written: borrows the checkpoint, which can hold thousands of files.
 #[derive(Serialize)]
 struct CheckpointFileRef<'a> {
@@ -70,21 +78,7 @@ struct CheckpointFileRef<'a> {
 }
 
 /// Why a checkpoint file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    #[error("cannot read checkpoint {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("checkpoint {} is not valid: {source}", path.display())]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("checkpoint {} has version {version}, this logship reads version {VERSION}", path.display())]
-    Version { path: PathBuf, version: u32 },
-}
+pub type CheckpointError = StateError;
 
 /// The checkpoint file of one source.
 #[derive(Debug)]
@@ -107,27 +101,9 @@ impl CheckpointStore {
 
     /// The stored checkpoint; empty when none was written yet.
     pub fn load(&self) -> Result<Checkpoint, CheckpointError> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Checkpoint::default()),
-            Err(source) => {
-                return Err(CheckpointError::Read {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
+        let Some(file) = durable::load::<CheckpointFile>(&self.path, VERSION)? else {
+            return Ok(Checkpoint::default());
         };
-        let file: CheckpointFile =
-            serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Parse {
-                path: self.path.clone(),
-                source,
-            })?;
-        if file.version != VERSION {
-            return Err(CheckpointError::Version {
-                path: self.path.clone(),
-                version: file.version,
-            });
-        }
         Ok(Checkpoint {
             files: file.files.into_iter().map(|c| (c.id, c)).collect(),
             released: file.released,
@@ -146,7 +122,7 @@ impl CheckpointStore {
         if self.last_written.as_ref() == Some(&body) {
             return Ok(false);
         }
-        crate::source::durable::replace(&self.path, &body)?;
+        durable::replace(&self.path, &body)?;
         self.last_written = Some(body);
         Ok(true)
     }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::source::durable::{self, StateError, Versioned};
+
 const VERSION: u32 = 1;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -14,21 +16,10 @@ struct CursorFile {
     cursor: String,
 }
 
-/// Why the cursor file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum CursorError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{} is not a journald checkpoint: {source}", path.display())]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("{} has version {version}, this logship reads version {VERSION}", path.display())]
-    Version { path: PathBuf, version: u32 },
+impl Versioned for CursorFile {
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 /// The cursor file of one source.
@@ -51,30 +42,10 @@ impl CursorStore {
     }
 
     /// The stored cursor; `None` when none was written yet.
-    pub fn load(&mut self) -> Result<Option<String>, CursorError> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(CursorError::Read {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
-        };
-        let file: CursorFile =
-            serde_json::from_slice(&bytes).map_err(|source| CursorError::Parse {
-                path: self.path.clone(),
-                source,
-            })?;
-        if file.version != VERSION {
-            return Err(CursorError::Version {
-                path: self.path.clone(),
-                version: file.version,
-            });
-        }
-        self.saved = Some(file.cursor.clone());
-        Ok(Some(file.cursor))
+    pub fn load(&mut self) -> Result<Option<String>, StateError> {
+        let cursor = durable::load::<CursorFile>(&self.path, VERSION)?.map(|file| file.cursor);
+        self.saved.clone_from(&cursor);
+        Ok(cursor)
     }
 
     /// Writes `cursor` unless it is what was saved last. Returns whether it wrote.
@@ -87,7 +58,7 @@ impl CursorStore {
             cursor: cursor.to_owned(),
         })
         .map_err(std::io::Error::other)?;
-        crate::source::durable::replace(&self.path, &body)?;
+        durable::replace(&self.path, &body)?;
         self.saved = Some(cursor.to_owned());
         Ok(true)
     }
@@ -109,7 +80,7 @@ mod tests {
         std::fs::write(again.path(), br#"{"version":9,"cursor":"x"}"#).unwrap();
         assert!(matches!(
             again.load(),
-            Err(CursorError::Version { version: 9, .. })
+            Err(StateError::Version { version: 9, .. })
         ));
     }
 }
