@@ -291,3 +291,41 @@ fn priority_matches_and_units_filter_what_is_shipped() {
         .collect();
     assert_eq!(got, expected);
 }
+
+/// `since_now`: a first start skips what the journal holds and ships what comes after. An entry
+/// over `max_entry_bytes` is dropped and counted, and the entries after it still arrive.
+#[test]
+fn since_now_skips_the_past_and_a_huge_entry_is_dropped_and_counted() {
+    let setup = Setup::new();
+    let mut journal = Journal::new(&setup);
+    let topic = create_topic(&brokers(), "journald-now", 1);
+    journal.append(100, "app.service");
+    let config = journald_config(
+        &setup,
+        &journal.dir,
+        &topic,
+        "since_now = true\nmax_entry_bytes = 4000",
+    );
+    let agent = Agent::start(&setup, &config);
+    agent.wait_for_metric(
+        "logship_journald_reader_up{source=\"journal\"}",
+        1.0,
+        Duration::from_secs(20),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    journal.append_raw("x".repeat(10_000).as_bytes());
+    let mut expected = journal.append(20, "app.service");
+    expected.sort();
+    let mut reader = TopicReader::new(&brokers(), &topic);
+    let mut got: Vec<_> = read(&mut reader, 20)
+        .iter()
+        .map(|r| r.message().to_owned())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got, expected,
+        "only what came after the start, less the huge entry"
+    );
+    let dropped = "logship_journald_entries_dropped_total{source=\"journal\",reason=\"too_large\"}";
+    assert_eq!(agent.metric_value(dropped), 1.0);
+}

@@ -29,6 +29,9 @@ use crate::memory::{Batch, MemoryBudget, charge_for};
 use crate::metrics::HttpSourceMetrics;
 use crate::source::file::SourceControl;
 
+/// How often clients that have not been rate-limited recently are dropped from the limiter.
+const LIMITER_UPKEEP: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A bound HTTP source, ready to run.
 pub struct HttpSource {
     listener: tokio::net::TcpListener,
@@ -89,6 +92,23 @@ impl HttpSource {
             .route(&path, post(ingest))
             .layer(DefaultBodyLimit::disable())
             .with_state(Arc::clone(&self.state));
+        if self.state.limiter.is_some() {
+            // Clients not seen for a while are forgotten, so the limiter's memory stays bounded.
+            let state = Arc::clone(&self.state);
+            let stop = control.stop.clone();
+            tokio::spawn(async move {
+                while !stop.is_cancelled() {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::time::sleep(LIMITER_UPKEEP) => {}
+                    }
+                    if let Some(limiter) = &state.limiter {
+                        limiter.retain_recent();
+                        limiter.shrink_to_fit();
+                    }
+                }
+            });
+        }
         let stop = control.stop.clone();
         let served = axum::serve(
             self.listener,
