@@ -1,17 +1,18 @@
 //! logship: a Kafka-native log shipper.
 //!
 //! ```text
-//! source::file ── Event batches ──▶ pipeline ──▶ kafka::producer ──▶ Kafka
-//!      ▲                                   │ delivery reports
-//!      └──── ack::AckTracker ◀─────────────┘ (the only thing that marks an event delivered)
-//!      checkpoints: the start of the oldest undelivered line, written by the source
+//! source::{file, journald, http} ── Event batches ──▶ pipeline ──▶ kafka::producer ──▶ Kafka
+//!      ▲                                                  │ delivery reports
+//!      └──── ack::AckTracker / Countdown ◀────────────────┘ (the only thing that marks an
+//!                                                          event delivered)
+//!      checkpoints: the oldest undelivered line or journal entry; an HTTP 200 after delivery
 //! ```
 //!
 //! - `config`: TOML → checked settings; every error names its key path and line.
 //! - `event`: the event model and its JSON encoding (Elastic Common Schema names).
 //! - `memory`: the memory budget; each batch carries its charge to the producer.
 //! - `ack`: ordered acknowledgements; a position advances only past delivered events.
-//! - `source`: where events come from (files today).
+//! - `source`: where events come from: files, the systemd journal, HTTP requests.
 //! - `pipeline`: parse, enrich, filter, redact and route events; `[[tests]]` for `logship test`.
 //! - `kafka`: the producer, one record per event, delivery reports → acks.
 //! - `spool`: the disk spool: checksummed segment files, recovery, replay positions.
@@ -20,6 +21,7 @@
 //! - `api`: the HTTP server for /metrics and /health.
 //! - `shutdown`: SIGTERM / SIGINT.
 //! - `agent`: wires the stages together and drains them in order on shutdown.
+//! - `sink`: the pieces of the Kafka → Elasticsearch / S3 sink binaries (being built).
 
 pub mod ack;
 pub mod agent;
@@ -32,5 +34,6 @@ pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod shutdown;
+pub mod sink;
 pub mod source;
 pub mod spool;
