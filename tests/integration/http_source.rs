@@ -124,6 +124,10 @@ rate_limit_burst = 2
             .expect("body")
             .contains("required field `service`")
     );
+    let junk: Vec<u8> = (0..3000u32).map(|i| (i * 7919 % 256) as u8).collect();
+    let response = post(&client, port, token, junk.clone(), false);
+    assert_eq!(response.status(), 400, "binary junk");
+    assert_eq!(post(&client, port, token, junk, true).status(), 400, "junk that is not gzip");
     let big = format!(r#"{{"message":"{}","service":"a"}}"#, "x".repeat(5000));
     assert_eq!(
         post(&client, port, token, big.into_bytes(), false).status(),
@@ -183,7 +187,7 @@ rate_limit_burst = 2
     assert_eq!(statuses, [200, 200, 429], "a burst of 2, then the limit");
 
     assert_eq!(status_count(&agent, "api", 401), 2.0);
-    assert_eq!(status_count(&agent, "api", 400), 2.0);
+    assert_eq!(status_count(&agent, "api", 400), 4.0);
     assert_eq!(status_count(&agent, "api", 413), 2.0);
     assert_eq!(status_count(&agent, "api", 200), 3.0);
     assert_eq!(status_count(&agent, "limited", 429), 1.0);

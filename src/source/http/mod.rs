@@ -136,6 +136,18 @@ async fn ingest(
     reply.into_response()
 }
 
+/// Whether reading a body stopped at `max_body_bytes` (rather than on a client that went away).
+fn too_large(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
 /// A reply, before it becomes a response.
 struct Reply {
     status: StatusCode,
@@ -202,11 +214,20 @@ impl Shared {
             return Reply::error(StatusCode::SERVICE_UNAVAILABLE, "the source is stopping");
         };
         let limit = self.settings.max_body_bytes;
-        let Ok(bytes) = axum::body::to_bytes(request, limit).await else {
-            return Reply::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                body::BodyError::TooLarge(limit),
-            );
+        let bytes = match axum::body::to_bytes(request, limit).await {
+            Ok(bytes) => bytes,
+            Err(error) if too_large(&error) => {
+                return Reply::error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    body::BodyError::TooLarge(limit),
+                );
+            }
+            Err(error) => {
+                return Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {error}"),
+                );
+            }
         };
         self.metrics.bytes_read.increment(bytes.len() as u64);
         let gzip = headers
