@@ -127,7 +127,11 @@ rate_limit_burst = 2
     let junk: Vec<u8> = (0..3000u32).map(|i| (i * 7919 % 256) as u8).collect();
     let response = post(&client, port, token, junk.clone(), false);
     assert_eq!(response.status(), 400, "binary junk");
-    assert_eq!(post(&client, port, token, junk, true).status(), 400, "junk that is not gzip");
+    assert_eq!(
+        post(&client, port, token, junk, true).status(),
+        400,
+        "junk that is not gzip"
+    );
     let big = format!(r#"{{"message":"{}","service":"a"}}"#, "x".repeat(5000));
     assert_eq!(
         post(&client, port, token, big.into_bytes(), false).status(),
