@@ -82,7 +82,7 @@ pub async fn run(
     let (bound, serve) = api::bind(
         config.api_address,
         metrics,
-        Arc::clone(&health),
+        Arc::clone(&health) as Arc<dyn api::Report>,
         api_stop.clone(),
     )
     .await

@@ -1,5 +1,5 @@
-//! The agent's HTTP API: Prometheus text on `/metrics`, a JSON health report on `/health`
-//! (200 when healthy, 503 when not).
+//! The HTTP API of the agent and the sinks: Prometheus text on `/metrics`, a JSON health report
+//! on `/health` (200 when healthy, 503 when not).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,19 +12,23 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::Health;
+/// What /health reports: the agent's `Health`, a sink's `SinkHealth`.
+pub trait Report: Send + Sync + 'static {
+    /// Whether all is well, and the JSON body that says what is and is not.
+    fn report(&self) -> (bool, serde_json::Value);
+}
 
 #[derive(Clone)]
 struct ApiState {
     metrics: PrometheusHandle,
-    health: Arc<Health>,
+    health: Arc<dyn Report>,
 }
 
 /// Binds `address`; returns the bound address (port 0 picks one) and the serving future.
 pub async fn bind(
     address: SocketAddr,
     metrics: PrometheusHandle,
-    health: Arc<Health>,
+    health: Arc<dyn Report>,
     stop: CancellationToken,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(address).await?;
@@ -49,8 +53,8 @@ async fn render_metrics(State(state): State<ApiState>) -> impl IntoResponse {
 }
 
 async fn report_health(State(state): State<ApiState>) -> impl IntoResponse {
-    let report = state.health.report();
-    let status = if report.healthy {
+    let (healthy, report) = state.health.report();
+    let status = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

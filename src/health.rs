@@ -173,6 +173,17 @@ impl Health {
     }
 }
 
+impl crate::api::Report for Health {
+    fn report(&self) -> (bool, serde_json::Value) {
+        let report = Health::report(self);
+        // A struct of plain fields always serializes.
+        (
+            report.healthy,
+            serde_json::to_value(&report).unwrap_or_default(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,13 +19,17 @@
 //! - `metrics`: every metric name, in one place.
 //! - `health`: whether Kafka is reachable and deliveries progress.
 //! - `api`: the HTTP server for /metrics and /health.
+//! - `backoff`: exponential backoff with jitter.
+//! - `cli`: what the binaries' command lines share.
 //! - `shutdown`: SIGTERM / SIGINT.
 //! - `agent`: wires the stages together and drains them in order on shutdown.
-//! - `sink`: the pieces of the Kafka → Elasticsearch / S3 sink binaries (being built).
+//! - `sink`: the Kafka → Elasticsearch sink binary's consumer group, writer and dead letters.
 
 pub mod ack;
 pub mod agent;
 pub mod api;
+pub mod backoff;
+pub mod cli;
 pub mod config;
 pub mod event;
 pub mod health;

@@ -1,15 +1,13 @@
 //! `logship`: the node agent's command line. Parses arguments, sets up logging, and hands over to
 //! `logship::agent`. Exit codes: 0 ok, 1 runtime failure, 78 invalid configuration (EX_CONFIG).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
-use logship::config::{Config, ConfigError, SourceSettings};
-
-const EX_CONFIG: u8 = 78;
+use clap::{Parser, Subcommand};
+use logship::cli::{LogFormat, config_error, init_tracing};
+use logship::config::{Config, SourceSettings};
 
 #[derive(Parser)]
 #[command(
@@ -23,12 +21,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -62,7 +54,7 @@ fn main() -> ExitCode {
     | Command::Test { config: path }) = &cli.command;
     let config = match Config::load(path) {
         Ok(config) => config,
-        Err(error) => return config_error(path, &error),
+        Err(error) => return config_error("logship", path, &error),
     };
     match cli.command {
         Command::Validate { .. } => {
@@ -83,11 +75,7 @@ fn main() -> ExitCode {
         Command::Test { .. } => run_tests(&config),
         Command::Run { .. } => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                tracing::error!("{error:#}");
-                eprintln!("logship: {error:#}");
-                ExitCode::FAILURE
-            }
+            Err(error) => logship::cli::failed("logship", &error),
         },
     }
 }
@@ -119,50 +107,15 @@ fn run_tests(config: &Config) -> ExitCode {
     }
 }
 
-fn config_error(path: &std::path::Path, error: &ConfigError) -> ExitCode {
-    eprintln!(
-        "logship: invalid configuration in {}: {error}",
-        path.display()
-    );
-    ExitCode::from(EX_CONFIG)
-}
-
 fn run(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .thread_name("logship")
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = logship::cli::runtime("logship")?;
     let result = runtime.block_on(async {
         let metrics = logship::metrics::install().context("cannot install the metrics recorder")?;
-        let signals = async {
-            match logship::shutdown::signalled().await {
-                Ok(signal) => tracing::info!(signal, "shutting down"),
-                Err(error) => {
-                    tracing::error!(%error, "cannot listen for signals; running until killed");
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
-        logship::agent::run(config, metrics, signals)
+        logship::agent::run(config, metrics, logship::cli::signalled())
             .await
             .context("agent failed")
     });
     // A broker probe may still sit in a blocking metadata call; do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     result
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOGSHIP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

@@ -277,7 +277,21 @@ const fn default_retry_backoff_max_ms() -> u64 {
 /// The smallest `max_message_bytes`: room for the envelope and some of the line.
 const MIN_MESSAGE_BYTES: usize = 4096;
 
-/// librdkafka properties set by first-class keys or fixed by logship's guarantees.
+/// librdkafka properties set by `[kafka.tls]` and `[kafka.sasl]`, producers and consumers alike.
+const SECURITY: &[&str] = &[
+    "security.protocol",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.key.password",
+    "ssl.endpoint.identification.algorithm",
+    "sasl.mechanisms",
+    "sasl.mechanism",
+    "sasl.username",
+    "sasl.password",
+];
+
+/// The producer's librdkafka properties set by first-class keys or fixed by logship's guarantees.
 const RESERVED: &[&str] = &[
     "bootstrap.servers",
     "metadata.broker.list",
@@ -303,17 +317,115 @@ const RESERVED: &[&str] = &[
     "retry.backoff.max.ms",
     "retries",
     "message.send.max.retries",
-    "security.protocol",
-    "ssl.ca.location",
-    "ssl.certificate.location",
-    "ssl.key.location",
-    "ssl.key.password",
-    "ssl.endpoint.identification.algorithm",
-    "sasl.mechanisms",
-    "sasl.mechanism",
-    "sasl.username",
-    "sasl.password",
 ];
+
+/// Every broker is `host:port`, and there is at least one.
+pub(super) fn check_brokers(doc: &Document<'_>, brokers: &[String]) -> Result<(), ConfigError> {
+    if brokers.is_empty() {
+        return Err(doc.error_at("kafka.brokers", "must list at least one broker"));
+    }
+    for (i, broker) in brokers.iter().enumerate() {
+        let valid = broker
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid {
+            return Err(doc.error_at(
+                &format!("kafka.brokers[{i}]"),
+                format!("`{broker}` is not host:port"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `librdkafka_options`, refusing the properties logship sets itself (`reserved`).
+pub(super) fn set_options(
+    client: &mut ClientConfig,
+    doc: &Document<'_>,
+    options: &BTreeMap<String, String>,
+    reserved: &[&str],
+) -> Result<(), ConfigError> {
+    for (key, value) in options {
+        if reserved.contains(&key.as_str()) || SECURITY.contains(&key.as_str()) {
+            return Err(doc.error_at(
+                &format!("kafka.librdkafka_options.{key}"),
+                "is set by logship itself; use the first-class key in [kafka] if there is one",
+            ));
+        }
+        client.set(key, value);
+    }
+    Ok(())
+}
+
+/// librdkafka checks every property name and value, without connecting anywhere; an error names
+/// the `librdkafka_options` key it is about when there is one.
+pub(super) fn check_native(
+    client: &ClientConfig,
+    doc: &Document<'_>,
+    options: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    if let Err(e) = client.create_native_config() {
+        let key = options
+            .keys()
+            .find(|k| e.to_string().contains(k.as_str()))
+            .map_or_else(
+                || "kafka".to_owned(),
+                |k| format!("kafka.librdkafka_options.{k}"),
+            );
+        return Err(doc.error_at(&key, format!("librdkafka rejected the configuration: {e}")));
+    }
+    Ok(())
+}
+
+/// `security.protocol` and its TLS and SASL properties; files must be readable now.
+pub(super) fn set_security(
+    client: &mut ClientConfig,
+    doc: &Document<'_>,
+    tls: Option<&TlsConfig>,
+    sasl: Option<&SaslConfig>,
+) -> Result<(), ConfigError> {
+    let protocol = match (tls, sasl) {
+        (None, None) => "plaintext",
+        (Some(_), None) => "ssl",
+        (None, Some(_)) => "sasl_plaintext",
+        (Some(_), Some(_)) => "sasl_ssl",
+    };
+    client.set("security.protocol", protocol);
+    if let Some(tls) = tls {
+        for (key, property, path) in [
+            ("ca_file", "ssl.ca.location", &tls.ca_file),
+            ("cert_file", "ssl.certificate.location", &tls.cert_file),
+            ("key_file", "ssl.key.location", &tls.key_file),
+        ] {
+            if let Some(path) = path {
+                std::fs::File::open(path).map_err(|e| {
+                    doc.error_at(
+                        &format!("kafka.tls.{key}"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                client.set(property, path.display().to_string());
+            }
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(doc.error_at("kafka.tls", "`cert_file` and `key_file` go together"));
+        }
+        if let Some(password) = &tls.key_password {
+            client.set("ssl.key.password", password);
+        }
+        client.set(
+            "ssl.endpoint.identification.algorithm",
+            if tls.verify_hostname { "https" } else { "none" },
+        );
+    }
+    if let Some(sasl) = sasl {
+        client
+            .set("sasl.mechanisms", sasl.mechanism.as_librdkafka())
+            .set("sasl.username", &sasl.username)
+            .set("sasl.password", &sasl.password);
+    }
+    Ok(())
+}
 
 /// The producer's checked settings.
 #[derive(Debug, Clone)]
@@ -439,55 +551,6 @@ impl KafkaConfig {
         Ok(ms.to_string())
     }
 
-    /// `security.protocol` and its TLS and SASL properties; files must be readable now.
-    fn set_security(
-        &self,
-        client: &mut ClientConfig,
-        doc: &Document<'_>,
-    ) -> Result<(), ConfigError> {
-        let protocol = match (&self.tls, &self.sasl) {
-            (None, None) => "plaintext",
-            (Some(_), None) => "ssl",
-            (None, Some(_)) => "sasl_plaintext",
-            (Some(_), Some(_)) => "sasl_ssl",
-        };
-        client.set("security.protocol", protocol);
-        if let Some(tls) = &self.tls {
-            for (key, property, path) in [
-                ("ca_file", "ssl.ca.location", &tls.ca_file),
-                ("cert_file", "ssl.certificate.location", &tls.cert_file),
-                ("key_file", "ssl.key.location", &tls.key_file),
-            ] {
-                if let Some(path) = path {
-                    std::fs::File::open(path).map_err(|e| {
-                        doc.error_at(
-                            &format!("kafka.tls.{key}"),
-                            format!("cannot read {}: {e}", path.display()),
-                        )
-                    })?;
-                    client.set(property, path.display().to_string());
-                }
-            }
-            if tls.cert_file.is_some() != tls.key_file.is_some() {
-                return Err(doc.error_at("kafka.tls", "`cert_file` and `key_file` go together"));
-            }
-            if let Some(password) = &tls.key_password {
-                client.set("ssl.key.password", password);
-            }
-            client.set(
-                "ssl.endpoint.identification.algorithm",
-                if tls.verify_hostname { "https" } else { "none" },
-            );
-        }
-        if let Some(sasl) = &self.sasl {
-            client
-                .set("sasl.mechanisms", sasl.mechanism.as_librdkafka())
-                .set("sasl.username", &sasl.username)
-                .set("sasl.password", &sasl.password);
-        }
-        Ok(())
-    }
-
     /// The keys `memory_limit_bytes` shares out with the rest of the agent.
     pub fn queue_keys(&self) -> QueueKeys {
         QueueKeys {
@@ -505,35 +568,14 @@ impl KafkaConfig {
         spooling: bool,
         memory: &MemoryPlan,
     ) -> Result<KafkaSettings, ConfigError> {
-        if self.brokers.is_empty() {
-            return Err(doc.error_at("kafka.brokers", "must list at least one broker"));
-        }
-        for (i, broker) in self.brokers.iter().enumerate() {
-            let valid = broker
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-            if !valid {
-                return Err(doc.error_at(
-                    &format!("kafka.brokers[{i}]"),
-                    format!("`{broker}` is not host:port"),
-                ));
-            }
-        }
+        check_brokers(doc, &self.brokers)?;
         if self.topic.is_empty() {
             return Err(doc.error_at("kafka.topic", "must not be empty"));
         }
         let records = self.record_settings(doc)?;
         let mut client = ClientConfig::new();
-        for (key, value) in &self.librdkafka_options {
-            if RESERVED.contains(&key.as_str()) {
-                return Err(doc.error_at(
-                    &format!("kafka.librdkafka_options.{key}"),
-                    "is set by logship itself; use the first-class key in [kafka] if there is one",
-                ));
-            }
-            client.set(key, value);
-        }
-        self.set_security(&mut client, doc)?;
+        set_options(&mut client, doc, &self.librdkafka_options, RESERVED)?;
+        set_security(&mut client, doc, self.tls.as_ref(), self.sasl.as_ref())?;
         if self.stall_secs == 0 {
             return Err(doc.error_at("kafka.stall_secs", "must be positive"));
         }
@@ -572,18 +614,7 @@ impl KafkaConfig {
                 "queue.buffering.max.messages",
                 memory.queue_events.to_string(),
             );
-        // librdkafka checks every property name and value here, without connecting anywhere.
-        if let Err(e) = client.create_native_config() {
-            let key = self
-                .librdkafka_options
-                .keys()
-                .find(|k| e.to_string().contains(k.as_str()))
-                .map_or_else(
-                    || "kafka".to_owned(),
-                    |k| format!("kafka.librdkafka_options.{k}"),
-                );
-            return Err(doc.error_at(&key, format!("librdkafka rejected the configuration: {e}")));
-        }
+        check_native(&client, doc, &self.librdkafka_options)?;
         for (key, topic) in [
             ("fallback_topic", self.fallback_topic.as_ref()),
             ("dead_letter_topic", self.dead_letter_topic.as_ref()),

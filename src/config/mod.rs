@@ -7,6 +7,7 @@
 //! the key exists in the text, and the reason; the binary exits 78 (EX_CONFIG) on any of them.
 
 mod document;
+mod es_sink;
 mod file_source;
 mod http_source;
 mod interpolate;
@@ -14,6 +15,7 @@ mod journald_source;
 mod kafka;
 mod memory;
 mod pipeline;
+mod sink;
 mod spool;
 
 use std::collections::BTreeMap;
@@ -28,6 +30,7 @@ use crate::pipeline::Pipeline;
 use crate::pipeline::cases::TestCase;
 
 pub use document::Document;
+pub use es_sink::{Credentials, EsSettings, EsSinkConfig};
 pub use file_source::{
     FileSourceConfig, FileSourceSettings, MultilineConfig, MultilineMode, ReadFrom,
 };
@@ -38,6 +41,7 @@ pub use kafka::{
     Compression, Encoding, KafkaConfig, KafkaSettings, LossPolicy, Oversize, RecordSettings,
 };
 pub use memory::MemoryPlan;
+pub use sink::{ConsumerSettings, SinkCommon, StartFrom};
 pub use spool::{Fsync, SpoolConfig, SpoolSettings, WhenFull};
 
 /// Why a configuration was rejected.
@@ -176,11 +180,7 @@ pub struct Config {
 impl Config {
     /// Reads and checks the file at `path`, taking `${VAR}` values from the process environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_toml(&text, &|name| std::env::var(name).ok())
+        Self::from_toml(&read(path)?, &|name| std::env::var(name).ok())
     }
 
     /// Checks configuration text, looking `${VAR}` references up with `env`.
@@ -188,15 +188,7 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let original = Document::new(text);
-        let text = interpolate(text, env).map_err(|e| {
-            let key = original.key_at_offset(e.offset()).unwrap_or_default();
-            ConfigError::invalid(
-                &key,
-                Some(original.line_of_offset(e.offset())),
-                &e.to_string(),
-            )
-        })?;
+        let text = interpolated(text, env)?;
         let doc = Document::new(&text);
         let mut root = doc.root()?;
         let sources = root.remove("sources");
@@ -249,6 +241,27 @@ impl Config {
             memory,
         })
     }
+}
+
+/// Reads a configuration file.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The text with `${VAR}` references substituted; an undefined one is an error at its key.
+fn interpolated(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let original = Document::new(text);
+    interpolate(text, env).map_err(|e| {
+        let key = original.key_at_offset(e.offset()).unwrap_or_default();
+        ConfigError::invalid(
+            &key,
+            Some(original.line_of_offset(e.offset())),
+            &e.to_string(),
+        )
+    })
 }
 
 /// `[sources.<id>]` tables are chosen by their `type` key and deserialized one by one, so an error

@@ -33,8 +33,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::record::{Prepared, RecordMaker, owned_headers, spool_headers};
-use super::spooling::{Backoff, Spooler};
+use super::spooling::Spooler;
 use crate::ack::AckToken;
+use crate::backoff::Backoff;
 use crate::config::{KafkaSettings, SpoolSettings};
 use crate::health::Health;
 use crate::memory::Batch;

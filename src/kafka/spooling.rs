@@ -10,11 +10,11 @@
 //! frames in flight are waited for, the spool rewinds to its oldest undelivered frame, and replay
 //! starts again after an exponential backoff with jitter.
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ack::AckToken;
+use crate::backoff::Backoff;
 use crate::config::{SpoolSettings, WhenFull};
 use crate::health::Health;
 use crate::metrics::SpoolMetrics;
@@ -27,43 +27,6 @@ const REPLAY_FRAMES_IN_FLIGHT: usize = 8;
 /// Largest frame written, by its records' size before compression (a read turn is 256 KiB of
 /// lines; its JSON records about twice that).
 const FRAME_MAX_BYTES: u64 = 1024 * 1024;
-
-/// Exponential backoff with full jitter: each wait is random in [base/2, current], and current
-/// doubles up to `max`.
-#[derive(Debug)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    current: Duration,
-    random: RandomState,
-    attempt: u64,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max,
-            current: base,
-            random: RandomState::new(),
-            attempt: 0,
-        }
-    }
-
-    /// The next wait.
-    pub fn next_wait(&mut self) -> Duration {
-        self.attempt += 1;
-        let low = self.base / 2;
-        let span = self.current.saturating_sub(low).as_millis() as u64;
-        let jitter = self.random.hash_one(self.attempt) % span.max(1);
-        self.current = (self.current * 2).min(self.max);
-        low + Duration::from_millis(jitter)
-    }
-
-    pub fn reset(&mut self) {
-        self.current = self.base;
-    }
-}
 
 /// The spool as the producer uses it.
 pub struct Spooler {
@@ -342,21 +305,5 @@ impl Spooler {
         self.metrics.records.set(stats.records as f64);
         self.metrics
             .losses(stats.corrupt_frames_total, stats.lost_segments_total);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_up_to_its_maximum() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
-        let waits: Vec<Duration> = (0..10).map(|_| backoff.next_wait()).collect();
-        assert!(waits.iter().all(|w| *w >= Duration::from_millis(50)));
-        assert!(waits.iter().all(|w| *w <= Duration::from_millis(1000)));
-        assert!(waits[6..].iter().any(|w| *w > Duration::from_millis(200)));
-        backoff.reset();
-        assert!(backoff.next_wait() <= Duration::from_millis(100));
     }
 }

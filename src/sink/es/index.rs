@@ -22,20 +22,27 @@ pub enum IndexError {
 #[derive(Debug, Clone)]
 pub struct IndexTemplate {
     text: String,
+    names_fields: bool,
     /// The template of the last date seen: records of one batch mostly share their day.
     last: Option<(String, Template)>,
 }
 
 impl IndexTemplate {
     pub fn parse(text: &str) -> Result<Self, IndexError> {
-        Template::parse(text)?;
+        let names_fields = !Template::parse(text)?.is_static();
         if StrftimeItems::new(text).any(|item| matches!(item, Item::Error)) {
             return Err(IndexError::Date(text.to_owned()));
         }
         Ok(Self {
             text: text.to_owned(),
+            names_fields,
             last: None,
         })
+    }
+
+    /// Whether the template names record fields (and so needs a fallback for records without).
+    pub fn names_fields(&self) -> bool {
+        self.names_fields
     }
 
     /// The index for a record with `fields`, written at `time`, lower-cased as Elasticsearch
@@ -94,6 +101,12 @@ mod tests {
         );
         let missing = fields(json!({"message": "x"}));
         assert!(template.render(&missing, time).is_err());
+        assert!(template.names_fields());
+        assert!(
+            !IndexTemplate::parse("logs-%Y")
+                .expect("dated")
+                .names_fields()
+        );
         assert!(matches!(
             IndexTemplate::parse("logs-%Q"),
             Err(IndexError::Date(_))

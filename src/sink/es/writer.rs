@@ -1,0 +1,242 @@
+//! From records to written documents: records are grouped into bulk requests (cut by
+//! `max_events`, `max_bytes` and `linger`), at most `max_in_flight` of which are under way. Each
+//! request is sent until every document in it is done:
+//!
+//! - written (2xx, or 409 in data-stream mode): the record finishes;
+//! - a per-item 429 or 5xx: that document goes again after a backoff with jitter;
+//! - refused for good (400, 404): to the dead-letter topic, then it finishes;
+//! - 401 or 403: /health turns red and the document goes again after a backoff; nothing drops;
+//! - a request-level 413 splits the request in two (a single document too large is a dead letter).
+//!
+//! Records of a revoked partition are dropped before each attempt: the new owner writes them.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::bulk::{self, Action, Verdict};
+use super::client::{Answer, BulkClient};
+use super::index::{IndexTemplate, record_time};
+use crate::backoff::Backoff;
+use crate::config::EsSettings;
+use crate::sink::dead_letter::DeadLetters;
+use crate::sink::health::SinkHealth;
+use crate::sink::metrics::SinkMetrics;
+use crate::sink::record::Record;
+
+/// Bytes a document adds to a bulk body besides its value: the action line.
+const ACTION_LINE_BYTES: usize = 100;
+
+/// A record with the index it goes to.
+#[derive(Debug)]
+struct Doc {
+    record: Record,
+    index: String,
+}
+
+/// What every write task shares.
+pub struct Writer {
+    pub client: BulkClient,
+    pub dead_letters: DeadLetters,
+    pub health: Arc<SinkHealth>,
+    pub metrics: SinkMetrics,
+    pub action: Action,
+    pub backoff: (std::time::Duration, std::time::Duration),
+}
+
+/// Writes records until `records` is closed, then finishes the requests under way.
+pub async fn run(settings: &EsSettings, writer: Arc<Writer>, mut records: mpsc::Receiver<Record>) {
+    let mut indexer = Indexer {
+        template: settings.index.clone(),
+        fallback: settings.fallback_index.clone(),
+    };
+    let permits = Arc::new(Semaphore::new(settings.max_in_flight));
+    let mut tasks = JoinSet::new();
+    let mut batch: Vec<Doc> = Vec::new();
+    let mut bytes = 0;
+    let mut deadline: Option<Instant> = None;
+    let mut open = true;
+    while open {
+        let received = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, records.recv()).await.ok(),
+            None => Some(records.recv().await),
+        };
+        let full = match received {
+            Some(Some(record)) => {
+                deadline.get_or_insert_with(|| Instant::now() + settings.linger);
+                bytes += record.value.len() + ACTION_LINE_BYTES;
+                batch.push(indexer.doc(record));
+                batch.len() >= settings.max_events || bytes >= settings.max_bytes
+            }
+            Some(None) => {
+                open = false;
+                true
+            }
+            // The first record waited `linger`.
+            None => true,
+        };
+        if full && !batch.is_empty() {
+            let permit = Arc::clone(&permits).acquire_owned().await;
+            let docs = std::mem::take(&mut batch);
+            let writer = Arc::clone(&writer);
+            tasks.spawn(async move {
+                writer.write(docs).await;
+                drop(permit);
+            });
+            bytes = 0;
+            deadline = None;
+            while tasks.try_join_next().is_some() {}
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Chooses each record's index.
+struct Indexer {
+    template: IndexTemplate,
+    fallback: Option<String>,
+}
+
+impl Indexer {
+    fn doc(&mut self, record: Record) -> Doc {
+        let fields = match record.value.trim_ascii_start().first() {
+            Some(b'{') => serde_json::from_slice::<Map<String, Value>>(&record.value).ok(),
+            _ => None,
+        }
+        .unwrap_or_default();
+        let index = record_time(&fields, record.timestamp)
+            .and_then(|time| self.template.render(&fields, time).ok())
+            .or_else(|| self.fallback.clone())
+            .unwrap_or_else(|| {
+                // No field is named (or `fallback_index` would be set): only the time is
+                // missing; the epoch keeps the index the same on every replay.
+                self.template
+                    .render(&fields, chrono::DateTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+            });
+        Doc { record, index }
+    }
+}
+
+impl Writer {
+    /// Writes `docs` until each is written, dead-lettered or left to a partition's new owner.
+    async fn write(&self, docs: Vec<Doc>) {
+        let mut parts = vec![docs];
+        while let Some(part) = parts.pop() {
+            if let Some((first, second)) = self.write_part(part).await {
+                self.metrics.splits.increment(1);
+                parts.push(second);
+                parts.push(first);
+            }
+        }
+    }
+
+    /// Writes one request's documents; returns them in two halves when the request is too large.
+    async fn write_part(&self, mut part: Vec<Doc>) -> Option<(Vec<Doc>, Vec<Doc>)> {
+        let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
+        loop {
+            let before = part.len();
+            part.retain(|doc| !doc.record.is_revoked());
+            if part.len() < before {
+                self.metrics.left_to_new_owner((before - part.len()) as u64);
+            }
+            if part.is_empty() {
+                return None;
+            }
+            let mut body = Vec::new();
+            for doc in &part {
+                let record = &doc.record;
+                bulk::append(
+                    &mut body,
+                    self.action,
+                    &bulk::Document {
+                        index: &doc.index,
+                        topic: record.topic(),
+                        partition: record.partition(),
+                        offset: record.offset,
+                        value: &record.value,
+                    },
+                );
+            }
+            match self.client.send(body, part.len()).await {
+                Answer::Items(verdicts) => {
+                    part = self.settle(part, verdicts).await;
+                    if !part.is_empty() {
+                        let wait = backoff.next_wait();
+                        self.metrics.retried(
+                            "item",
+                            part.len() as u64,
+                            &"per-item 429, 5xx, 401 or 403",
+                        );
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                Answer::TooLarge if part.len() > 1 => {
+                    let second = part.split_off(part.len() / 2);
+                    return Some((part, second));
+                }
+                Answer::TooLarge => {
+                    if let Some(doc) = part.pop() {
+                        let reason = "request_entity_too_large: the document alone exceeds the cluster's http.max_content_length";
+                        self.dead_letters.send(doc.record, 413, reason).await;
+                    }
+                    return None;
+                }
+                Answer::Retry { reason, detail } => {
+                    self.metrics.retried(reason, part.len() as u64, &detail);
+                    tokio::time::sleep(backoff.next_wait()).await;
+                }
+                Answer::Blocked { status, detail } => {
+                    self.block(format!("{status}: {detail}"));
+                    tokio::time::sleep(backoff.next_wait()).await;
+                }
+            }
+        }
+    }
+
+    /// Finishes the documents that are done; returns those to send again.
+    async fn settle(&self, part: Vec<Doc>, verdicts: Vec<Verdict>) -> Vec<Doc> {
+        let mut again = Vec::new();
+        let mut blocked = None;
+        let mut dead_letters = JoinSet::new();
+        for (doc, verdict) in part.into_iter().zip(verdicts) {
+            match verdict {
+                Verdict::Written => {
+                    self.metrics.written(doc.record.topic(), 1);
+                    doc.record.finish();
+                }
+                Verdict::Retry => again.push(doc),
+                Verdict::DeadLetter { status, reason } => {
+                    let dead_letter = self.dead_letters.clone();
+                    dead_letters.spawn(async move {
+                        dead_letter.send(doc.record, status, &reason).await;
+                    });
+                }
+                Verdict::Blocked { status, reason } => {
+                    blocked = Some(format!("{status} on index {}: {reason}", doc.index));
+                    again.push(doc);
+                }
+            }
+        }
+        match blocked {
+            Some(reason) => self.block(reason),
+            None => {
+                if self.health.is_blocked() {
+                    tracing::info!("destination takes writes again");
+                }
+                self.health.set_blocked(None);
+                self.metrics.blocked.set(0.0);
+            }
+        }
+        while dead_letters.join_next().await.is_some() {}
+        again
+    }
+
+    fn block(&self, reason: String) {
+        self.metrics.blocked(&reason);
+        self.health.set_blocked(Some(reason));
+    }
+}
