@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # services.sh — install, start and stop the real services logship's tests run against.
 #
-# noida-db (PyPI) is one binary that speaks the Kafka protocol and the Elasticsearch API. It runs
-# from a private virtualenv, next to confluent-kafka (used by scripts/kafka.py).
+# noida-db (PyPI) is one binary that speaks the Kafka protocol and the Elasticsearch API;
+# osmem-server (PyPI) is an in-memory OpenSearch-API server, the second Elasticsearch-API
+# implementation the sink is tested against. Both run from a private virtualenv, next to
+# confluent-kafka (used by scripts/kafka.py).
 #
 #   scripts/services.sh install     venv + pinned packages (a no-op when already installed)
 #   scripts/services.sh start       test broker: Kafka on 127.0.0.1:19092, Elasticsearch on
-#                                   127.0.0.1:19200; reuses one this script started earlier
+#                                   127.0.0.1:19200, OpenSearch (osmem) on 127.0.0.1:19201;
+#                                   reuses those this script started earlier
 #   scripts/services.sh env         print the test variables without starting anything
 #   scripts/services.sh status      list the brokers this script started (exit 3 if none runs)
 #   scripts/services.sh stop        stop every broker this script started (and nothing else)
@@ -20,7 +23,7 @@
 #
 # Environment: LOGSHIP_CACHE_DIR (default ~/.cache/logship; the venv lives in it),
 # LOGSHIP_STATE_DIR (default <repo>/target/services; data, logs, pidfiles),
-# LOGSHIP_TEST_KAFKA_PORT (19092), LOGSHIP_TEST_ES_PORT (19200),
+# LOGSHIP_TEST_KAFKA_PORT (19092), LOGSHIP_TEST_ES_PORT (19200), LOGSHIP_TEST_OPENSEARCH_PORT (19201),
 # LOGSHIP_SERVICES_TIMEOUT_SECS (60; how long to wait for a broker to answer).
 set -euo pipefail
 
@@ -32,6 +35,7 @@ VENV=$CACHE_DIR/venv
 STATE_DIR=${LOGSHIP_STATE_DIR:-$REPO/target/services}
 TEST_KAFKA_PORT=${LOGSHIP_TEST_KAFKA_PORT:-19092}
 TEST_ES_PORT=${LOGSHIP_TEST_ES_PORT:-19200}
+TEST_OS_PORT=${LOGSHIP_TEST_OPENSEARCH_PORT:-19201}
 TIMEOUT_SECS=${LOGSHIP_SERVICES_TIMEOUT_SECS:-60}
 HOST=127.0.0.1
 
@@ -40,7 +44,15 @@ die() { log "$*"; exit 1; }
 
 # ---------------------------------------------------------------------------------------- install
 
-apt_install() {
+apt_osmem_bin() {
+    local b
+    for b in "$VENV"/lib/python3*/site-packages/osmem_server/bin/osmem-server; do
+        [ -f "$b" ] && { echo "$b"; return 0; }
+    done
+    return 1
+}
+
+install() {
     command -v apt-get >/dev/null || die "need $*, and there is no apt-get to install it"
     log "apt-get install $*"
     apt-get update -qq >&2
@@ -55,6 +67,14 @@ noida_bin() {  # the real binary; bin/noida-db is a Python wrapper that would no
     return 1
 }
 
+osmem_bin() {
+    local b
+    for b in "$VENV"/lib/python3*/site-packages/osmem_server/bin/osmem-server; do
+        [ -f "$b" ] && { echo "$b"; return 0; }
+    done
+    return 1
+}
+
 install() {
     mkdir -p "$CACHE_DIR"
     exec 8>"$CACHE_DIR/install.lock"
@@ -62,7 +82,7 @@ install() {
     local key stamp=$VENV/.logship-requirements.sha256
     key=$(sha256sum <"$REQS" | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] && "$VENV/bin/python" -c '' 2>/dev/null \
-        && noida_bin >/dev/null; then
+        && noida_bin >/dev/null && osmem_bin >/dev/null; then
         exec 8>&-
         return 0
     fi
@@ -75,7 +95,7 @@ install() {
         python3 -m venv "$VENV" >&2
     fi
     "$VENV/bin/pip" install --disable-pip-version-check -q -r "$REQS" >&2
-    chmod +x "$(noida_bin)"
+    chmod +x "$(noida_bin)" "$(osmem_bin)"
     echo "$key" >"$stamp"
     exec 8>&-
 }
@@ -190,6 +210,49 @@ stop_instance() {
     rm -f "$dir/noida.pid"
 }
 
+# osmem-server keeps everything in memory: $STATE_DIR/osmem holds only its log and pidfile.
+osmem_pid() {
+    local dir=$STATE_DIR/osmem pid cmd
+    pid=$(cat "$dir/osmem.pid" 2>/dev/null) || return 1
+    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+    case "$cmd" in
+        *osmem-server\ -addr\ "$HOST:$TEST_OS_PORT"\ *) echo "$pid" ;;
+        *) return 1 ;;
+    esac
+}
+
+start_osmem() {
+    local dir=$STATE_DIR/osmem pid start=$SECONDS
+    if pid=$(osmem_pid); then
+        log "reusing osmem-server (pid $pid)"
+        return 0
+    fi
+    ! listening "$TEST_OS_PORT" || die "$HOST:$TEST_OS_PORT is already in use by a process this script did not start"
+    mkdir -p "$dir"
+    log "starting osmem-server: opensearch $HOST:$TEST_OS_PORT"
+    "$(osmem_bin)" -addr "$HOST:$TEST_OS_PORT" -no-stdin-watch -no-ja \
+        </dev/null >>"$dir/osmem.log" 2>&1 9>&- &
+    pid=$!
+    echo "$pid" >"$dir/osmem.pid"
+    until es_ready "$TEST_OS_PORT"; do
+        alive "$pid" || { tail -n 20 "$dir/osmem.log" >&2; die "osmem-server exited"; }
+        ((SECONDS - start < TIMEOUT_SECS)) || die "osmem-server did not answer within $TIMEOUT_SECS s"
+        sleep 0.1
+    done
+    log "osmem-server (pid $pid) ready"
+}
+
+stop_osmem() {
+    local pid i
+    if pid=$(osmem_pid); then
+        log "stopping osmem-server (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do alive "$pid" || break; sleep 0.1; done
+        ! alive "$pid" || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$STATE_DIR/osmem/osmem.pid"
+}
+
 instances() {
     local f
     for f in "$STATE_DIR"/*/noida.pid; do
@@ -209,6 +272,7 @@ lock_state() {
 print_test_env() {
     echo "LOGSHIP_TEST_BROKERS=$HOST:$TEST_KAFKA_PORT"
     echo "LOGSHIP_TEST_ES_URL=http://$HOST:$TEST_ES_PORT"
+    echo "LOGSHIP_TEST_OPENSEARCH_URL=http://$HOST:$TEST_OS_PORT"
     echo "LOGSHIP_TEST_PYTHON=$VENV/bin/python"
     echo "LOGSHIP_TEST_KAFKA_PY=$KAFKA_PY"
     # Outage tests start private brokers of their own from this binary, to freeze them.
@@ -224,6 +288,7 @@ case "$cmd" in
     start)
         lock_state
         start_instance test "$TEST_KAFKA_PORT" "$TEST_ES_PORT"
+        start_osmem
         print_test_env
         ;;
     env)
@@ -243,10 +308,12 @@ case "$cmd" in
     stop)
         lock_state
         for name in $(instances); do stop_instance "$name"; done
+        stop_osmem
         ;;
     reset)
         lock_state
         for name in $(instances); do stop_instance "$name"; done
+        stop_osmem
         log "deleting $STATE_DIR"
         find "$STATE_DIR" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
         ;;
@@ -260,6 +327,10 @@ case "$cmd" in
                 echo "$name: not running (stale pidfile)"
             fi
         done
+        if pid=$(osmem_pid); then
+            echo "osmem: running, pid $pid"
+            running=1
+        fi
         [ "$running" = 1 ] || { echo "no broker started by this script is running"; exit 3; }
         ;;
     *)

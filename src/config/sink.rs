@@ -32,6 +32,11 @@ pub struct ConsumerConfig {
     /// created later.
     #[serde(default)]
     pub topic_pattern: Option<String>,
+    /// Static group membership (`group.instance.id`): a sink restarted with the same id takes
+    /// its partitions back at once, without a rebalance. Give each replica its own, stable id
+    /// (a StatefulSet pod name). Unset: dynamic membership.
+    #[serde(default)]
+    pub instance_id: Option<String>,
     /// Where a partition the group has no committed offset for starts.
     #[serde(default)]
     pub start_from: StartFrom,
@@ -74,12 +79,16 @@ const RESERVED: &[&str] = &[
     "metadata.broker.list",
     "client.id",
     "group.id",
+    "group.instance.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
     "auto.offset.reset",
     "enable.partition.eof",
     "statistics.interval.ms",
 ];
+
+/// Prefetched records librdkafka may hold (`queued.max.messages.kbytes`, overridable).
+const PREFETCH_KBYTES: &str = "16384";
 
 /// How often librdkafka reports statistics (consumer lag).
 const STATISTICS_INTERVAL_MS: &str = "5000";
@@ -138,6 +147,8 @@ impl ConsumerConfig {
         let client_id = self.client_id.as_deref().unwrap_or(default_client_id);
 
         let mut consumer = ClientConfig::new();
+        // librdkafka prefetches up to 64 MiB by default; a sink on a shared node needs less.
+        consumer.set("queued.max.messages.kbytes", PREFETCH_KBYTES);
         set_options(&mut consumer, doc, &self.librdkafka_options, RESERVED)?;
         set_security(&mut consumer, doc, self.tls.as_ref(), self.sasl.as_ref())?;
         consumer
@@ -155,6 +166,12 @@ impl ConsumerConfig {
                     StartFrom::Latest => "latest",
                 },
             );
+        if let Some(id) = &self.instance_id {
+            if id.is_empty() {
+                return Err(doc.error_at("kafka.instance_id", "must not be empty"));
+            }
+            consumer.set("group.instance.id", id);
+        }
         check_native(&consumer, doc, &self.librdkafka_options)?;
         // Options are the consumer's; the dead-letter producer takes only the security keys.
         let mut producer = ClientConfig::new();

@@ -30,8 +30,15 @@ use super::record::{Claim, Record};
 use crate::config::ConsumerSettings;
 use crate::metrics::LogLimiter;
 
-/// Longest wait in one poll: how soon a stop or a free channel slot is noticed.
+/// Longest wait in one poll when nothing waits: how soon a stop is noticed.
 const POLL_WAIT: Duration = Duration::from_millis(100);
+
+/// How often a record waiting for the writers is offered again.
+const HAND_OVER_WAIT: Duration = Duration::from_millis(2);
+
+/// Writers behind for this long: the partitions are paused, and polling resumes so that the
+/// consumer stays in its group (librdkafka's `max.poll.interval.ms`).
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 /// Why the consumer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -108,16 +115,30 @@ fn poll_loop(
     let context = consumer.context();
     let mut pending: VecDeque<Record> = VecDeque::new();
     let mut last_commit = Instant::now();
+    let mut behind_since: Option<Instant> = None;
     while !stop.is_cancelled() {
         if !hand_over(&mut pending, &records) {
             break;
         }
-        context.pause_while_behind(&consumer, !pending.is_empty());
         if last_commit.elapsed() >= commit_interval {
             context.commit(&consumer, &context.claims());
             last_commit = Instant::now();
         }
-        match consumer.poll(POLL_WAIT) {
+        let wait = if pending.is_empty() {
+            behind_since = None;
+            context.pause_while_behind(&consumer, false);
+            POLL_WAIT
+        } else if behind_since.get_or_insert_with(Instant::now).elapsed() < PAUSE_AFTER {
+            // The writers are behind: wait for a slot without polling, while librdkafka keeps
+            // prefetching (pausing would make it drop what it fetched).
+            std::thread::sleep(HAND_OVER_WAIT);
+            continue;
+        } else {
+            // Behind for long: pause, and poll only to stay in the group.
+            context.pause_while_behind(&consumer, true);
+            HAND_OVER_WAIT
+        };
+        match consumer.poll(wait) {
             Some(Ok(message)) => {
                 context.health.set_kafka_reachable(true);
                 let Some(claim) = context.claim(message.topic(), message.partition()) else {
@@ -192,7 +213,7 @@ impl SinkContext {
         self.claims.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Pauses every assigned partition while records wait for the writers; resumes after.
+    /// Pauses every assigned partition while the writers are behind; resumes after.
     fn pause_while_behind(&self, consumer: &BaseConsumer<Self>, behind: bool) {
         if self.paused.load(Ordering::Relaxed) == behind {
             return;

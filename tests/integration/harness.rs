@@ -490,7 +490,7 @@ topic = "{topic}"
     }
 }
 
-/// The agent binary, running.
+/// A logship process under test: the agent, or a sink.
 pub struct Agent {
     child: Child,
     pub api_port: u16,
@@ -532,6 +532,15 @@ pub fn assert_config_rejected(text: &str, key: &str) {
 impl Agent {
     pub fn start(setup: &Setup, config: &Path) -> Self {
         Self::spawn(setup, config, logship())
+    }
+
+    /// Starts `logship-sink-es` instead: the same process handle, API and log.
+    pub fn start_sink_es(setup: &Setup, config: &Path) -> Self {
+        Self::spawn(
+            setup,
+            config,
+            Command::new(env!("CARGO_BIN_EXE_logship-sink-es")),
+        )
     }
 
     /// Starts the agent without the power to read files its permissions forbid. As root (the

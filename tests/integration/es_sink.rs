@@ -1,0 +1,271 @@
+//! `logship-sink-es` against the real servers: noida-db (Elasticsearch 8 API) and osmem-server
+//! (OpenSearch 3 API), with the real broker. Exactly once in effect: every record is one
+//! document, whatever replays, restarts and kill -9 happen (design invariant 8).
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use super::harness::{Agent, Setup, TopicReader, brokers, create_topic};
+use super::sink_harness::{
+    committed, end_offsets, es, es_count, es_sink_config, es_url, opensearch_url, produce,
+    reset_group, wait_for_commits_at_end, wait_for_count,
+};
+
+const PARTITIONS: i32 = 3;
+
+/// `count` JSON records numbered from `from`, all of one day.
+fn records(from: usize, count: usize) -> impl Iterator<Item = Vec<u8>> {
+    (from..from + count).map(|i| {
+        json!({"@timestamp": "2026-11-22T10:00:00Z", "message": format!("line {i}"), "n": i})
+            .to_string()
+            .into_bytes()
+    })
+}
+
+/// A unique lower-case name for an index and a group.
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), rand::random::<u32>())
+}
+
+/// Ships 100,000 records, then sets the group back by `replay` records per partition (noida-db
+/// overwrites documents about twenty times slower than it creates them: its replay is shorter).
+fn ship_100k_and_replay(url: &str, replay: i64) {
+    let brokers = brokers();
+    let topic = create_topic(&brokers, "es-sink", PARTITIONS);
+    let index = unique("logs");
+    let group = unique("es-group");
+    produce(&brokers, &topic, records(0, 100_000));
+    let setup = Setup::new();
+    let config = es_sink_config(
+        &setup,
+        (&brokers, &topic, &group),
+        (url, &format!("{index}-%Y.%m.%d")),
+        "",
+        "",
+    );
+    let sink = Agent::start_sink_es(&setup, &config);
+    let dated = format!("{index}-2026.11.22");
+    wait_for_count(url, &dated, 100_000, Duration::from_secs(240));
+    wait_for_commits_at_end(&brokers, &group, &topic, PARTITIONS);
+    assert_eq!(sink.health().0, 200, "{}", sink.health().1);
+    let (status, _) = sink.terminate(Duration::from_secs(20));
+    assert!(status.success(), "SIGTERM exits 0");
+
+    let end = end_offsets(&brokers, &topic, PARTITIONS);
+    let back: Vec<i64> = end.iter().map(|e| (e - replay).max(0)).collect();
+    let replayed: i64 = end.iter().zip(&back).map(|(e, b)| e - b).sum();
+    reset_group(&brokers, &group, &topic, &back);
+    let sink = Agent::start_sink_es(&setup, &config);
+    wait_for_commits_at_end(&brokers, &group, &topic, PARTITIONS);
+    let written = sink.metric_value(&format!(
+        "logship_sink_records_written_total{{topic=\"{topic}\"}}"
+    ));
+    assert_eq!(
+        written, replayed as f64,
+        "the replay wrote every record again"
+    );
+    assert_eq!(es_count(url, &dated), 100_000, "and added no document");
+}
+
+#[test]
+fn ships_100k_records_to_elasticsearch_and_a_replay_adds_no_duplicate() {
+    ship_100k_and_replay(&es_url(), 3000);
+}
+
+#[test]
+fn ships_100k_records_to_opensearch_and_a_replay_adds_no_duplicate() {
+    ship_100k_and_replay(&opensearch_url(), i64::MAX / 2);
+}
+
+/// Creates `index` with `n` mapped as a number.
+fn create_index(url: &str, index: &str) {
+    let (status, body) = es(
+        Method::PUT,
+        &format!("{url}/{index}"),
+        Some(json!({"mappings": {"properties": {"n": {"type": "long"}}}})),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+fn set_block(url: &str, index: &str, block: &str, on: bool) {
+    let (status, body) = es(
+        Method::PUT,
+        &format!("{url}/{index}/_settings"),
+        Some(json!({ format!("index.blocks.{block}"): on })),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_per_item_429_is_retried_until_the_block_is_lifted() {
+    let (url, brokers) = (es_url(), brokers());
+    let topic = create_topic(&brokers, "es-429", PARTITIONS);
+    let (index, group) = (unique("blocked"), unique("es-group"));
+    create_index(&url, &index);
+    set_block(&url, &index, "read_only_allow_delete", true);
+    produce(&brokers, &topic, records(0, 1000));
+    let setup = Setup::new();
+    let config = es_sink_config(&setup, (&brokers, &topic, &group), (&url, &index), "", "");
+    let sink = Agent::start_sink_es(&setup, &config);
+    let retried = "logship_sink_retries_total{reason=\"item\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sink.metric(retried).unwrap_or(0.0) < 1000.0 {
+        assert!(std::time::Instant::now() < deadline, "no item retried");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(es_count(&url, &index), 0);
+    assert_eq!(committed(&brokers, &group, &topic, PARTITIONS), vec![-1; 3]);
+    assert_eq!(sink.health().0, 200, "a 429 is back-pressure, not a block");
+
+    set_block(&url, &index, "read_only_allow_delete", false);
+    wait_for_count(&url, &index, 1000, Duration::from_secs(30));
+    wait_for_commits_at_end(&brokers, &group, &topic, PARTITIONS);
+}
+
+#[test]
+fn a_403_blocks_turns_health_red_and_drops_nothing() {
+    let (url, brokers) = (es_url(), brokers());
+    let topic = create_topic(&brokers, "es-403", PARTITIONS);
+    let (index, group) = (unique("forbidden"), unique("es-group"));
+    create_index(&url, &index);
+    set_block(&url, &index, "write", true);
+    produce(&brokers, &topic, records(0, 500));
+    let setup = Setup::new();
+    let config = es_sink_config(&setup, (&brokers, &topic, &group), (&url, &index), "", "");
+    let sink = Agent::start_sink_es(&setup, &config);
+    sink.wait_for_metric("logship_sink_blocked", 1.0, Duration::from_secs(30));
+    let (status, health) = sink.health();
+    assert_eq!(status, 503, "{health}");
+    assert!(
+        health["blocked"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("403"),
+        "{health}"
+    );
+    assert_eq!(committed(&brokers, &group, &topic, PARTITIONS), vec![-1; 3]);
+
+    set_block(&url, &index, "write", false);
+    wait_for_count(&url, &index, 500, Duration::from_secs(30));
+    wait_for_commits_at_end(&brokers, &group, &topic, PARTITIONS);
+    sink.wait_until_healthy(Duration::from_secs(10));
+    assert_eq!(sink.metric_value("logship_sink_blocked"), 0.0);
+}
+
+#[test]
+fn mapping_errors_go_to_the_dead_letter_topic_with_why() {
+    let (url, brokers) = (es_url(), brokers());
+    let topic = create_topic(&brokers, "es-mapping", PARTITIONS);
+    let dead = create_topic(&brokers, "es-dead", 1);
+    let (index, group) = (unique("mapped"), unique("es-group"));
+    create_index(&url, &index);
+    let values = (0..100).map(|i| {
+        let n = if i % 10 == 0 {
+            json!("not a number")
+        } else {
+            json!(i)
+        };
+        json!({"message": format!("line {i}"), "n": n})
+            .to_string()
+            .into_bytes()
+    });
+    produce(&brokers, &topic, values);
+    let setup = Setup::new();
+    let config = es_sink_config(
+        &setup,
+        (&brokers, &topic, &group),
+        (&url, &index),
+        &format!("dead_letter_topic = \"{dead}\""),
+        "",
+    );
+    let _sink = Agent::start_sink_es(&setup, &config);
+    wait_for_commits_at_end(&brokers, &group, &topic, PARTITIONS);
+    assert_eq!(es_count(&url, &index), 90);
+    let mut reader = TopicReader::new(&brokers, &dead);
+    let letters = reader.read_until(10, Duration::from_secs(1), Duration::from_secs(30));
+    assert_eq!(letters.len(), 10);
+    for letter in letters {
+        assert_eq!(letter.value["n"], "not a number");
+        let header = |name: &str| {
+            letter
+                .headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no {name} header: {:?}", letter.headers))
+        };
+        assert_eq!(header("logship.error.status"), "400");
+        assert!(header("logship.error.reason").contains("parsing_exception"));
+        assert_eq!(header("logship.source.topic"), topic);
+        assert!(header("logship.source.offset").parse::<i64>().is_ok());
+    }
+}
+
+#[test]
+fn kill_9_mid_batch_then_restart_leaves_each_record_once() {
+    let (url, brokers) = (es_url(), brokers());
+    let topic = create_topic(&brokers, "es-kill", PARTITIONS);
+    let (index, group) = (unique("killed"), unique("es-group"));
+    produce(&brokers, &topic, records(0, 50_000));
+    let setup = Setup::new();
+    // Static membership: noida-db keeps a killed member in the group until it rejoins (it does
+    // not expire sessions), and a member with the same instance id rejoins at once.
+    let config = es_sink_config(
+        &setup,
+        (&brokers, &topic, &group),
+        (&url, &index),
+        "instance_id = \"sink-0\"",
+        "max_events = 250\nmax_in_flight = 4",
+    );
+    let sink = Agent::start_sink_es(&setup, &config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while es_count(&url, &index) < 5000 {
+        assert!(std::time::Instant::now() < deadline, "nothing written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sink.kill9();
+    let at_kill = es_count(&url, &index);
+    assert!(at_kill < 50_000, "killed before the end ({at_kill})");
+
+    let _sink = Agent::start_sink_es(&setup, &config);
+    wait_for_commits_at_end(&brokers, &group, &topic, PARTITIONS);
+    assert_eq!(es_count(&url, &index), 50_000);
+}
+
+#[test]
+fn two_sinks_share_the_partitions_and_a_rebalance_loses_nothing() {
+    let (url, brokers) = (es_url(), brokers());
+    let topic = create_topic(&brokers, "es-rebalance", PARTITIONS);
+    let (index, group) = (unique("shared"), unique("es-group"));
+    produce(&brokers, &topic, records(0, 30_000));
+    let first_setup = Setup::new();
+    let config = |setup: &Setup| {
+        es_sink_config(
+            setup,
+            (&brokers, &topic, &group),
+            (&url, &index),
+            "",
+            "max_events = 200",
+        )
+    };
+    let first = Agent::start_sink_es(&first_setup, &config(&first_setup));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while es_count(&url, &index) < 3000 {
+        assert!(std::time::Instant::now() < deadline, "nothing written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second_setup = Setup::new();
+    let second = Agent::start_sink_es(&second_setup, &config(&second_setup));
+    produce(&brokers, &topic, records(30_000, 10_000));
+    let (status, _) = first.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    wait_for_commits_at_end(&brokers, &group, &topic, PARTITIONS);
+    assert_eq!(es_count(&url, &index), 40_000);
+    assert!(
+        second.log_text().contains("rebalance"),
+        "{}",
+        second.log_text()
+    );
+}

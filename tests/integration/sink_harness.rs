@@ -1,0 +1,219 @@
+//! What the sink tests need besides `harness`: the Elasticsearch-API servers from
+//! `scripts/services.sh` (noida-db and osmem-server), records produced straight to a topic, the
+//! group's committed offsets, and a sink's config. A missing server fails the test.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
+
+use super::harness::Setup;
+
+/// The URL in `variable`, once its server answers; panics with instructions otherwise.
+fn server(variable: &str) -> String {
+    let url = std::env::var(variable).unwrap_or_else(|_| {
+        panic!(
+            "{variable} is not set: run the tests with scripts/test.sh, which starts the servers"
+        )
+    });
+    reqwest::blocking::get(&url)
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("the server at {url} ({variable}) does not answer: {e}"));
+    url
+}
+
+/// noida-db's Elasticsearch API.
+pub fn es_url() -> String {
+    server("LOGSHIP_TEST_ES_URL")
+}
+
+/// osmem-server's OpenSearch API.
+pub fn opensearch_url() -> String {
+    server("LOGSHIP_TEST_OPENSEARCH_URL")
+}
+
+/// A request to an ES-API server; the answer's status and JSON body.
+pub fn es(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::blocking::Client::new();
+    let mut request = client.request(method, url).timeout(Duration::from_secs(30));
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.text().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Documents in `index` (a name or pattern) after a refresh; 0 when it does not exist.
+pub fn es_count(url: &str, index: &str) -> u64 {
+    es(
+        reqwest::Method::POST,
+        &format!("{url}/{index}/_refresh"),
+        None,
+    );
+    let (status, body) = es(reqwest::Method::GET, &format!("{url}/{index}/_count"), None);
+    if status == 404 {
+        return 0;
+    }
+    body["count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{index}/_count answered {status}: {body}"))
+}
+
+/// Waits until `index` holds `count` documents; panics with the last count after `timeout`.
+pub fn wait_for_count(url: &str, index: &str, count: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = es_count(url, index);
+        if now == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{index} holds {now} documents, not {count}, after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Produces `values` to `topic`, keyed by their position so they spread over the partitions,
+/// and waits until Kafka acknowledged them all.
+pub fn produce(brokers: &str, topic: &str, values: impl IntoIterator<Item = Vec<u8>>) {
+    let producer: ThreadedProducer<_> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (i, value) in values.into_iter().enumerate() {
+        let key = i.to_string();
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+fn group_consumer(brokers: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
+
+/// The group's committed offset per partition (-1 where none is).
+pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let committed = group_consumer(brokers, group)
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            },
+        )
+        .collect()
+}
+
+/// The end offset of every partition.
+pub fn end_offsets(brokers: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer = group_consumer(brokers, "logship-test-watermarks");
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .collect()
+}
+
+/// Waits until the group committed every partition to its end.
+pub fn wait_for_commits_at_end(brokers: &str, group: &str, topic: &str, partitions: i32) {
+    let end = end_offsets(brokers, topic, partitions);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = committed(brokers, group, topic, partitions);
+        if now == end {
+            return;
+        }
+        assert!(Instant::now() < deadline, "committed {now:?}, end {end:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Sets the (idle) group's offsets back to `offsets`, one per partition.
+pub fn reset_group(brokers: &str, group: &str, topic: &str, offsets: &[i64]) {
+    let mut list = TopicPartitionList::new();
+    for (p, offset) in offsets.iter().enumerate() {
+        list.add_partition_offset(topic, p as i32, Offset::Offset(*offset))
+            .expect("offset");
+    }
+    let consumer = group_consumer(brokers, group);
+    consumer.assign(&list).expect("assign");
+    consumer
+        .commit(&list, CommitMode::Sync)
+        .expect("commit offsets");
+    assert_eq!(
+        committed(brokers, group, topic, offsets.len() as i32),
+        offsets
+    );
+}
+
+/// Writes a `logship-sink-es` config reading `topic` as `group`, writing to `url` and `index`;
+/// `kafka_extra` and `es_extra` are added to those tables.
+pub fn es_sink_config(
+    setup: &Setup,
+    (brokers, topic, group): (&str, &str, &str),
+    (url, index): (&str, &str),
+    kafka_extra: &str,
+    es_extra: &str,
+) -> PathBuf {
+    let text = format!(
+        r#"shutdown_timeout_secs = 10
+[api]
+address = "127.0.0.1:{port}"
+[kafka]
+brokers = ["{brokers}"]
+group_id = "{group}"
+topics = ["{topic}"]
+commit_interval_ms = 200
+{kafka_extra}
+# A member killed with -9 leaves the group within seconds, not librdkafka's 45 s (session) or
+# 300 s: noida-db holds a rebalance for a dead member until the rebalance timeout, which is
+# the members' max.poll.interval.ms.
+librdkafka_options = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500", "max.poll.interval.ms" = "10000" }}
+[elasticsearch]
+urls = ["{url}"]
+index = "{index}"
+linger_ms = 100
+retry_backoff_ms = 50
+retry_backoff_max_ms = 500
+{es_extra}
+"#,
+        port = setup.api_port,
+    );
+    setup.write_config(&text)
+}
