@@ -22,7 +22,8 @@ pub struct EsConfig {
     /// Index template over the record's fields and its own time, for example
     /// `logs-{{ service.name }}-%Y.%m.%d`. In `data_stream` mode: the data stream's name.
     pub index: String,
-    /// Index for records that lack a field `index` names. Required when `index` names fields.
+    /// Index for records that lack a field `index` names (date formats allowed, fields not).
+    /// Required when `index` names fields.
     #[serde(default)]
     pub fallback_index: Option<String>,
     /// `index` writes or overwrites documents; `data_stream` writes with `create` (a document
@@ -128,7 +129,7 @@ pub enum Credentials {
 pub struct EsSettings {
     pub urls: Vec<reqwest::Url>,
     pub index: IndexTemplate,
-    pub fallback_index: Option<String>,
+    pub fallback_index: Option<IndexTemplate>,
     pub action: Action,
     pub max_events: usize,
     pub max_bytes: usize,
@@ -212,7 +213,22 @@ impl EsConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let index = IndexTemplate::parse(&self.index).map_err(|e| at("index", &e))?;
-        if index.names_fields() && self.fallback_index.is_none() {
+        let fallback_index = self
+            .fallback_index
+            .as_deref()
+            .map(IndexTemplate::parse)
+            .transpose()
+            .map_err(|e| at("fallback_index", &e))?;
+        if fallback_index
+            .as_ref()
+            .is_some_and(IndexTemplate::names_fields)
+        {
+            return Err(at(
+                "fallback_index",
+                &"may hold date formats but no {{ field }}: it is for records without them",
+            ));
+        }
+        if index.names_fields() && fallback_index.is_none() {
             return Err(at(
                 "fallback_index",
                 &"required when `index` names fields: records without them go there",
@@ -284,7 +300,7 @@ impl EsConfig {
         Ok(EsSettings {
             urls,
             index,
-            fallback_index: self.fallback_index.as_ref().map(|i| i.to_lowercase()),
+            fallback_index,
             action: match self.mode {
                 Mode::Index => Action::Index,
                 Mode::DataStream => Action::Create,

@@ -17,5 +17,6 @@ mod mock_cluster;
 mod outages;
 mod pipeline;
 mod rotation;
+mod sink_config;
 mod sink_harness;
 mod spool;

@@ -97,7 +97,7 @@ pub async fn run(settings: &EsSettings, writer: Arc<Writer>, mut records: mpsc::
 /// Chooses each record's index.
 struct Indexer {
     template: IndexTemplate,
-    fallback: Option<String>,
+    fallback: Option<IndexTemplate>,
 }
 
 impl Indexer {
@@ -107,16 +107,20 @@ impl Indexer {
             _ => None,
         }
         .unwrap_or_default();
-        let index = record_time(&fields, record.timestamp)
-            .and_then(|time| self.template.render(&fields, time).ok())
-            .or_else(|| self.fallback.clone())
-            .unwrap_or_else(|| {
-                // No field is named (or `fallback_index` would be set): only the time is
-                // missing; the epoch keeps the index the same on every replay.
-                self.template
-                    .render(&fields, chrono::DateTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-            });
+        // Without a time of its own (no `@timestamp`, no Kafka timestamp) a record is dated at
+        // the epoch: the same index on every replay.
+        let time = record_time(&fields, record.timestamp).unwrap_or(chrono::DateTime::UNIX_EPOCH);
+        let index = self
+            .template
+            .render(&fields, time)
+            .ok()
+            .or_else(|| {
+                let fallback = self.fallback.as_mut()?;
+                fallback.render(&fields, time).ok()
+            })
+            // Unreachable: the config requires a fallback when the template names fields, and a
+            // fallback names none. An empty index would be refused per item, and dead-lettered.
+            .unwrap_or_default();
         Doc { record, index }
     }
 }
@@ -238,5 +242,40 @@ impl Writer {
     fn block(&self, reason: String) {
         self.metrics.blocked(&reason);
         self.health.set_blocked(Some(reason));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::record::Claim;
+
+    #[test]
+    fn records_without_the_templates_fields_or_a_time_still_get_a_stable_index() {
+        let mut indexer = Indexer {
+            template: IndexTemplate::parse("logs-{{ service }}-%Y.%m.%d").expect("template"),
+            fallback: Some(IndexTemplate::parse("unrouted-%Y.%m").expect("fallback")),
+        };
+        let claim = Claim::new("logs", 0);
+        let index = |indexer: &mut Indexer, value: &str, kafka_time: Option<i64>| {
+            let record = claim.track(0, kafka_time, None, value.as_bytes().to_vec());
+            indexer.doc(record).index
+        };
+        let time = Some(1_795_000_000_000); // 2026-11-18
+        assert_eq!(
+            index(
+                &mut indexer,
+                r#"{"service":"Web","@timestamp":"2026-11-22T01:00:00Z"}"#,
+                time
+            ),
+            "logs-web-2026.11.22",
+            "the record's own time wins over Kafka's"
+        );
+        assert_eq!(
+            index(&mut indexer, r#"{"service":"api"}"#, time),
+            "logs-api-2026.11.18"
+        );
+        assert_eq!(index(&mut indexer, "plain text", time), "unrouted-2026.11");
+        assert_eq!(index(&mut indexer, "plain text", None), "unrouted-1970.01");
     }
 }
