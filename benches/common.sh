@@ -1,11 +1,11 @@
 # common.sh — what every benchmark script does first; source it from benches/*.sh.
-# Builds the release agent, starts the test broker, makes a work directory, and on exit kills the
+# Builds the release binaries (the agent and the sinks), starts the test broker, makes a work directory, and on exit kills the
 # processes named in $agent and $writer, stops the broker if this script started it, and removes
 # the work directory.
 # Sets: target (build dir), work (temp dir), port (a free port for the agent's API).
 target=${CARGO_TARGET_DIR:-$(pwd)/target}
 scripts/deps.sh
-cargo build --release --locked --bin logship >&2
+cargo build --release --locked --bins >&2
 stop_services=scripts/services.sh
 scripts/services.sh status >/dev/null 2>&1 && stop_services=true
 set -a
@@ -58,9 +58,10 @@ wait_for_metric() {
   done
 }
 
-# start_agent: runs the release agent on $work/bench.toml in the background; sets $agent.
+# start_agent: runs the release $program (default: the agent, logship) on $work/bench.toml in
+# the background; sets $agent.
 start_agent() {
-  LOGSHIP_LOG=warn "$target/release/logship" run -c "$work/bench.toml" &
+  LOGSHIP_LOG=warn "$target/release/${program:-logship}" run -c "$work/bench.toml" &
   agent=$!
 }
 
