@@ -90,6 +90,9 @@ const RESERVED: &[&str] = &[
 /// Prefetched records librdkafka may hold (`queued.max.messages.kbytes`, overridable).
 const PREFETCH_KBYTES: &str = "16384";
 
+/// Largest fetch response (`fetch.max.bytes`, overridable).
+const FETCH_MAX_BYTES: &str = "8388608";
+
 /// How often librdkafka reports statistics (consumer lag).
 const STATISTICS_INTERVAL_MS: &str = "5000";
 
@@ -147,8 +150,11 @@ impl ConsumerConfig {
         let client_id = self.client_id.as_deref().unwrap_or(default_client_id);
 
         let mut consumer = ClientConfig::new();
-        // librdkafka prefetches up to 64 MiB by default; a sink on a shared node needs less.
-        consumer.set("queued.max.messages.kbytes", PREFETCH_KBYTES);
+        // librdkafka prefetches up to 64 MiB, in fetch responses of up to 50 MiB, by default; a
+        // sink on a shared node needs less (peak RSS 140 MiB with the defaults, BENCHMARKS.md).
+        consumer
+            .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
+            .set("fetch.max.bytes", FETCH_MAX_BYTES);
         set_options(&mut consumer, doc, &self.librdkafka_options, RESERVED)?;
         set_security(&mut consumer, doc, self.tls.as_ref(), self.sasl.as_ref())?;
         consumer

@@ -173,14 +173,15 @@ fn poll_loop(
 
 /// Hands pending records to the writers until the channel is full. False once it is closed.
 fn hand_over(pending: &mut VecDeque<Record>, records: &mpsc::Sender<Record>) -> bool {
-    while let Some(record) = pending.pop_front() {
+    while let Some(mut record) = pending.pop_front() {
         if record.is_revoked() {
             continue;
         }
-        let (claim, end) = (Arc::clone(&record.claim), record.offset + 1);
+        record.hand_over();
         match records.try_send(record) {
-            Ok(()) => claim.handed(end),
-            Err(mpsc::error::TrySendError::Full(record)) => {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(mut record)) => {
+                record.take_back();
                 pending.push_front(record);
                 return true;
             }

@@ -6,7 +6,10 @@
 //! dropping it unfinished holds its partition's commit back, so a restart reads it again.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
 
 use crate::ack::{AckToken, AckTracker};
 
@@ -19,8 +22,8 @@ pub struct Claim {
     pub topic: Arc<str>,
     pub partition: i32,
     tracker: Arc<AckTracker<i64>>,
-    /// One past the last record handed to the sink.
-    handed: AtomicI64,
+    /// Records handed to the writer and not yet finished or dropped.
+    in_writer: AtomicUsize,
     /// The last offset committed.
     committed: AtomicI64,
     revoked: AtomicBool,
@@ -32,7 +35,7 @@ impl Claim {
             topic: Arc::from(topic),
             partition,
             tracker: AckTracker::new(NOTHING),
-            handed: AtomicI64::new(NOTHING),
+            in_writer: AtomicUsize::new(0),
             committed: AtomicI64::new(NOTHING),
             revoked: AtomicBool::new(false),
         })
@@ -52,7 +55,8 @@ impl Claim {
             timestamp,
             key,
             value,
-            token: self.tracker.track(offset + 1),
+            token: Some(self.tracker.track(offset + 1)),
+            handed: false,
         }
     }
 
@@ -61,9 +65,10 @@ impl Claim {
         self.tracker.position()
     }
 
-    /// Whether every record handed to the sink has finished.
+    /// Whether the writer holds none of this partition's records any more: each one handed
+    /// over was finished, or dropped (and so will be read again).
     pub fn drained(&self) -> bool {
-        self.position() >= self.handed.load(Ordering::Relaxed)
+        self.in_writer.load(Ordering::Relaxed) == 0
     }
 
     /// The offset to commit, when it moved past the last one committed.
@@ -75,11 +80,6 @@ impl Claim {
     /// `offset` was committed.
     pub fn committed(&self, offset: i64) {
         self.committed.fetch_max(offset, Ordering::Relaxed);
-    }
-
-    /// The record ending at `end` (its offset + 1) was handed to the sink.
-    pub fn handed(&self, end: i64) {
-        self.handed.store(end, Ordering::Relaxed);
     }
 
     /// The partition went to another consumer: its records are no longer this one's to write.
@@ -101,14 +101,35 @@ pub struct Record {
     pub timestamp: Option<i64>,
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
-    token: AckToken,
+    /// Taken when the record finishes.
+    token: Option<AckToken>,
+    /// Counted in its claim's `in_writer` until dropped.
+    handed: bool,
 }
 
 impl Record {
+    /// The writer takes the record over: its claim is not drained until it is finished or
+    /// dropped. Undone by `take_back` when the hand-over did not happen.
+    pub fn hand_over(&mut self) {
+        if !self.handed {
+            self.handed = true;
+            self.claim.in_writer.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn take_back(&mut self) {
+        if self.handed {
+            self.handed = false;
+            self.claim.in_writer.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// The record is written (or dead-lettered): its offset may be committed once the records
     /// before it are too.
-    pub fn finish(self) {
-        self.token.settle();
+    pub fn finish(mut self) {
+        if let Some(token) = self.token.take() {
+            token.settle();
+        }
     }
 
     pub fn topic(&self) -> &str {
@@ -125,6 +146,22 @@ impl Record {
     }
 }
 
+impl Drop for Record {
+    fn drop(&mut self) {
+        self.take_back();
+    }
+}
+
+/// The record's own time: its `@timestamp`, else `kafka_time` (milliseconds since the epoch).
+pub fn record_time(fields: &Map<String, Value>, kafka_time: Option<i64>) -> Option<DateTime<Utc>> {
+    fields
+        .get("@timestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|| kafka_time.and_then(DateTime::from_timestamp_millis))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,9 +170,12 @@ mod tests {
     fn the_commit_position_is_past_the_finished_prefix_only() {
         let claim = Claim::new("logs", 0);
         let records: Vec<Record> = (10..13)
-            .map(|offset| claim.track(offset, None, None, Vec::new()))
+            .map(|offset| {
+                let mut record = claim.track(offset, None, None, Vec::new());
+                record.hand_over();
+                record
+            })
             .collect();
-        claim.handed(13);
         assert_eq!(claim.position(), NOTHING);
         let mut records = records.into_iter();
         let (first, second, third) = (records.next(), records.next(), records.next());
@@ -150,5 +190,14 @@ mod tests {
         assert_eq!(claim.due(), Some(13));
         claim.committed(13);
         assert_eq!(claim.due(), None, "nothing new to commit");
+        let mut dropped = claim.track(13, None, None, Vec::new());
+        dropped.hand_over();
+        assert!(!claim.drained());
+        drop(dropped);
+        assert!(
+            claim.drained(),
+            "a dropped record is no longer in the writer"
+        );
+        assert_eq!(claim.position(), 13, "and holds the commit back");
     }
 }

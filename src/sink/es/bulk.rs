@@ -37,6 +37,8 @@ pub struct Document<'a> {
     pub offset: i64,
     /// The record value: a JSON object is the document; anything else goes as `message`.
     pub value: &'a [u8],
+    /// Whether `value` is known to be a JSON object (the index step parsed it).
+    pub object: bool,
 }
 
 /// The document id: the record's place in Kafka.
@@ -46,24 +48,24 @@ pub fn document_id(topic: &str, partition: i32, offset: i64) -> String {
 
 /// Appends one document's two NDJSON lines to a bulk body.
 pub fn append(body: &mut Vec<u8>, action: Action, doc: &Document<'_>) {
-    let meta = serde_json::json!({
-        action.name(): {
-            "_index": doc.index,
-            "_id": document_id(doc.topic, doc.partition, doc.offset),
-        }
-    });
-    // A JSON value always serializes into a Vec.
-    body.extend_from_slice(meta.to_string().as_bytes());
-    body.push(b'\n');
-    let value = doc.value.trim_ascii();
-    if value.starts_with(b"{") && serde_json::from_slice::<serde::de::IgnoredAny>(value).is_ok() {
-        body.extend_from_slice(value);
+    body.extend_from_slice(b"{\"");
+    body.extend_from_slice(action.name().as_bytes());
+    body.extend_from_slice(b"\":{\"_id\":");
+    // Writing strings into a Vec cannot fail.
+    let _ = serde_json::to_writer(
+        &mut *body,
+        &document_id(doc.topic, doc.partition, doc.offset),
+    );
+    body.extend_from_slice(b",\"_index\":");
+    let _ = serde_json::to_writer(&mut *body, doc.index);
+    body.extend_from_slice(b"}}\n");
+    if doc.object {
+        body.extend_from_slice(doc.value.trim_ascii());
     } else {
-        let text = String::from_utf8_lossy(value);
-        body.extend_from_slice(
-            serde_json::json!({ "message": text })
-                .to_string()
-                .as_bytes(),
+        let text = String::from_utf8_lossy(doc.value);
+        let _ = serde_json::to_writer(
+            &mut *body,
+            &serde_json::json!({ "message": text.trim_end() }),
         );
     }
     body.push(b'\n');
@@ -164,11 +166,13 @@ mod tests {
             partition: 2,
             offset: 41,
             value: br#"{"message":"a"}"#,
+            object: true,
         };
         append(&mut body, Action::Index, &doc);
         let raw = Document {
             offset: 42,
-            value: b"plain \xff line",
+            value: b"plain \xff line\n",
+            object: false,
             ..doc.clone()
         };
         append(&mut body, Action::Create, &raw);

@@ -7,6 +7,8 @@ use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+pub use crate::sink::record::record_time;
+
 use crate::pipeline::template::{MissingField, Template, TemplateError};
 
 /// Why an index template is refused.
@@ -66,16 +68,6 @@ impl IndexTemplate {
         };
         Ok(template.render(fields)?.to_lowercase())
     }
-}
-
-/// The record's own time: its `@timestamp`, else `kafka_time` (milliseconds since the epoch).
-pub fn record_time(fields: &Map<String, Value>, kafka_time: Option<i64>) -> Option<DateTime<Utc>> {
-    fields
-        .get("@timestamp")
-        .and_then(Value::as_str)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .or_else(|| kafka_time.and_then(DateTime::from_timestamp_millis))
 }
 
 #[cfg(test)]

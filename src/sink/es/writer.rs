@@ -35,6 +35,8 @@ const ACTION_LINE_BYTES: usize = 100;
 struct Doc {
     record: Record,
     index: String,
+    /// Whether the record value is a JSON object (written as it is).
+    object: bool,
 }
 
 /// What every write task shares.
@@ -102,11 +104,23 @@ struct Indexer {
 
 impl Indexer {
     fn doc(&mut self, record: Record) -> Doc {
-        let fields = match record.value.trim_ascii_start().first() {
-            Some(b'{') => serde_json::from_slice::<Map<String, Value>>(&record.value).ok(),
-            _ => None,
-        }
-        .unwrap_or_default();
+        let looks_like_object = record.value.trim_ascii_start().first() == Some(&b'{');
+        // Only a template that names fields needs them all; otherwise `@timestamp` is enough,
+        // and far cheaper to find.
+        let (fields, object) = match (looks_like_object, self.template.names_fields()) {
+            (false, _) => (Map::new(), false),
+            (true, true) => match serde_json::from_slice::<Map<String, Value>>(&record.value) {
+                Ok(fields) => (fields, true),
+                Err(_) => (Map::new(), false),
+            },
+            (true, false) => match serde_json::from_slice::<Stamp>(&record.value) {
+                Ok(Stamp { timestamp }) => (
+                    Map::from_iter(timestamp.map(|t| ("@timestamp".to_owned(), t))),
+                    true,
+                ),
+                Err(_) => (Map::new(), false),
+            },
+        };
         // Without a time of its own (no `@timestamp`, no Kafka timestamp) a record is dated at
         // the epoch: the same index on every replay.
         let time = record_time(&fields, record.timestamp).unwrap_or(chrono::DateTime::UNIX_EPOCH);
@@ -121,8 +135,19 @@ impl Indexer {
             // Unreachable: the config requires a fallback when the template names fields, and a
             // fallback names none. An empty index would be refused per item, and dead-lettered.
             .unwrap_or_default();
-        Doc { record, index }
+        Doc {
+            record,
+            index,
+            object,
+        }
     }
+}
+
+/// A JSON object's `@timestamp`, other fields skipped (but checked to be valid JSON).
+#[derive(serde::Deserialize)]
+struct Stamp {
+    #[serde(rename = "@timestamp", default)]
+    timestamp: Option<Value>,
 }
 
 impl Writer {
@@ -162,6 +187,7 @@ impl Writer {
                         partition: record.partition(),
                         offset: record.offset,
                         value: &record.value,
+                        object: doc.object,
                     },
                 );
             }
@@ -277,5 +303,25 @@ mod tests {
         );
         assert_eq!(index(&mut indexer, "plain text", time), "unrouted-2026.11");
         assert_eq!(index(&mut indexer, "plain text", None), "unrouted-1970.01");
+        let mut dated = Indexer {
+            template: IndexTemplate::parse("logs-%Y.%m.%d").expect("template"),
+            fallback: None,
+        };
+        let record = claim.track(1, time, None, br#"{"@timestamp":12,"a":{"b":1}}"#.to_vec());
+        let doc = dated.doc(record);
+        assert_eq!(
+            doc.index, "logs-2026.11.18",
+            "a non-text @timestamp is not a time"
+        );
+        assert!(doc.object, "but the record is still a JSON object");
+        let record = claim.track(
+            2,
+            time,
+            None,
+            br#"{"@timestamp":"2026-11-22T01:00:00Z"}"#.to_vec(),
+        );
+        assert_eq!(dated.doc(record).index, "logs-2026.11.22");
+        let record = claim.track(3, time, None, br#"{"broken":"#.to_vec());
+        assert!(!dated.doc(record).object);
     }
 }
