@@ -69,3 +69,74 @@ pub fn failed(program: &str, error: &anyhow::Error) -> ExitCode {
     eprintln!("{program}: {error:#}");
     ExitCode::FAILURE
 }
+
+/// The sink binaries' command line: `run -c FILE` and `validate -c FILE`.
+#[derive(clap::Parser)]
+struct SinkCli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: SinkCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum SinkCommand {
+    /// Run until SIGTERM or SIGINT, then finish the writes under way, commit and leave the group.
+    Run {
+        #[arg(short, long)]
+        config: std::path::PathBuf,
+    },
+    /// Check a configuration file and exit: 0 when valid, 78 when not.
+    Validate {
+        #[arg(short, long)]
+        config: std::path::PathBuf,
+    },
+}
+
+/// A sink binary's `main`: parses the command line as `program`, loads the config with `load`,
+/// and either prints `describe` of it (`validate`) or runs `run` until SIGTERM or SIGINT.
+/// Exit codes: 0 ok, 1 runtime failure, 78 invalid configuration.
+pub fn sink_main<C, F>(
+    program: &'static str,
+    about: &'static str,
+    load: fn(&std::path::Path) -> Result<C, ConfigError>,
+    describe: fn(&C) -> String,
+    run: impl FnOnce(C, metrics_exporter_prometheus::PrometheusHandle) -> F,
+) -> ExitCode
+where
+    F: Future<Output = Result<(), crate::sink::SinkError>>,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = SinkCli::command()
+        .name(program)
+        .bin_name(program)
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"))
+        .get_matches();
+    let cli = match SinkCli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    init_tracing(cli.log_format);
+    let (SinkCommand::Run { config: path } | SinkCommand::Validate { config: path }) = &cli.command;
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(error) => return config_error(program, path, &error),
+    };
+    if let SinkCommand::Validate { .. } = cli.command {
+        println!("{}: valid ({})", path.display(), describe(&config));
+        return ExitCode::SUCCESS;
+    }
+    let result = runtime(program).and_then(|runtime| {
+        runtime.block_on(async {
+            let metrics =
+                crate::sink::metrics::install().context("cannot install the metrics recorder")?;
+            run(config, metrics).await.context("sink failed")
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => failed(program, &error),
+    }
+}

@@ -23,7 +23,7 @@
 //! - `cli`: what the binaries' command lines share.
 //! - `shutdown`: SIGTERM / SIGINT.
 //! - `agent`: wires the stages together and drains them in order on shutdown.
-//! - `sink`: the Kafka → Elasticsearch sink binary's consumer group, writer and dead letters.
+//! - `sink`: the sink binaries' consumer group, dead letters, and writers (Elasticsearch, S3).
 
 pub mod ack;
 pub mod agent;

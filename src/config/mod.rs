@@ -15,6 +15,7 @@ mod journald_source;
 mod kafka;
 mod memory;
 mod pipeline;
+mod s3_sink;
 mod sink;
 mod spool;
 
@@ -41,6 +42,7 @@ pub use kafka::{
     Compression, Encoding, KafkaConfig, KafkaSettings, LossPolicy, Oversize, RecordSettings,
 };
 pub use memory::MemoryPlan;
+pub use s3_sink::{S3Settings, S3SinkConfig, Target};
 pub use sink::{ConsumerSettings, SinkCommon, StartFrom};
 pub use spool::{Fsync, SpoolConfig, SpoolSettings, WhenFull};
 

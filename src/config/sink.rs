@@ -99,6 +99,7 @@ const STATISTICS_INTERVAL_MS: &str = "5000";
 /// A sink's checked consumer settings.
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
+    pub group_id: String,
     pub consumer: ClientConfig,
     /// For dead letters: idempotent, acks=all, retried forever.
     pub producer: ClientConfig,
@@ -189,6 +190,7 @@ impl ConsumerConfig {
             .set("acks", "all")
             .set("message.timeout.ms", "0");
         Ok(ConsumerSettings {
+            group_id: self.group_id.clone(),
             consumer,
             producer,
             subscription,

@@ -12,6 +12,7 @@
 //! - `dead_letter`: records refused for good go to the dead-letter topic.
 //! - `health`, `metrics`: what /health and /metrics report.
 //! - `es`: the Elasticsearch writer.
+//! - `s3`: the S3 (or local directory) writer.
 //!
 //! `Stages` is what every sink binary runs besides its writer: the API server, the dead-letter
 //! producer, the consumer, and the shutdown order.
@@ -22,6 +23,7 @@ pub mod es;
 pub mod health;
 pub mod metrics;
 pub mod record;
+pub mod s3;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +61,8 @@ pub enum SinkError {
     DeadLetters(#[source] rdkafka::error::KafkaError),
     #[error(transparent)]
     Client(#[from] es::client::ClientError),
+    #[error(transparent)]
+    Store(#[from] s3::store::StoreError),
 }
 
 /// The parts every sink runs around its writer.

@@ -162,6 +162,50 @@ pub fn record_time(fields: &Map<String, Value>, kafka_time: Option<i64>) -> Opti
         .or_else(|| kafka_time.and_then(DateTime::from_timestamp_millis))
 }
 
+/// A JSON object's `@timestamp`, its other fields skipped (but checked to be valid JSON).
+#[derive(serde::Deserialize)]
+struct Stamp {
+    #[serde(rename = "@timestamp", default)]
+    timestamp: Option<Value>,
+}
+
+/// Whether `value` is a JSON object, and its `@timestamp` (text) if it has one: all a record's
+/// time needs, far cheaper than parsing every field.
+pub fn stamp(value: &[u8]) -> (bool, Map<String, Value>) {
+    if value.trim_ascii_start().first() != Some(&b'{') {
+        return (false, Map::new());
+    }
+    match serde_json::from_slice::<Stamp>(value) {
+        Ok(Stamp { timestamp }) => (
+            true,
+            Map::from_iter(timestamp.map(|t| ("@timestamp".to_owned(), t))),
+        ),
+        Err(_) => (false, Map::new()),
+    }
+}
+
+/// Appends `value` as one NDJSON line: a JSON object as it is (compacted if it spans lines),
+/// anything else as `{"message": text}` with invalid UTF-8 replaced.
+pub fn write_json_line(out: &mut Vec<u8>, value: &[u8], object: bool) {
+    let trimmed = value.trim_ascii();
+    if object && !trimmed.contains(&b'\n') {
+        out.extend_from_slice(trimmed);
+    } else if let Some(compact) = object
+        .then(|| serde_json::from_slice::<Value>(trimmed).ok())
+        .flatten()
+    {
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &compact);
+    } else {
+        let text = String::from_utf8_lossy(value);
+        let _ = serde_json::to_writer(
+            &mut *out,
+            &serde_json::json!({ "message": text.trim_end() }),
+        );
+    }
+    out.push(b'\n');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +243,24 @@ mod tests {
             "a dropped record is no longer in the writer"
         );
         assert_eq!(claim.position(), 13, "and holds the commit back");
+    }
+
+    #[test]
+    fn values_become_one_json_line_each() {
+        let mut out = Vec::new();
+        write_json_line(&mut out, b"{\"a\": 1,\n \"b\": [2]}", true);
+        write_json_line(&mut out, b"{\"a\":1}\n", true);
+        write_json_line(&mut out, b"plain \xff\n", false);
+        assert_eq!(
+            String::from_utf8(out).expect("UTF-8"),
+            "{\"a\":1,\"b\":[2]}\n{\"a\":1}\n{\"message\":\"plain \u{fffd}\"}\n"
+        );
+        assert_eq!(
+            stamp(b"{\"@timestamp\":\"t\",\"x\":{}}").1["@timestamp"],
+            "t"
+        );
+        assert!(stamp(b"{\"@timestamp\":12}").0);
+        assert!(!stamp(b"{\"unclosed\":").0);
+        assert!(!stamp(b"text").0);
     }
 }

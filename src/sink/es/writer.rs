@@ -25,7 +25,7 @@ use crate::config::EsSettings;
 use crate::sink::dead_letter::DeadLetters;
 use crate::sink::health::SinkHealth;
 use crate::sink::metrics::SinkMetrics;
-use crate::sink::record::Record;
+use crate::sink::record::{Record, stamp};
 
 /// Bytes a document adds to a bulk body besides its value: the action line.
 const ACTION_LINE_BYTES: usize = 100;
@@ -104,22 +104,15 @@ struct Indexer {
 
 impl Indexer {
     fn doc(&mut self, record: Record) -> Doc {
-        let looks_like_object = record.value.trim_ascii_start().first() == Some(&b'{');
         // Only a template that names fields needs them all; otherwise `@timestamp` is enough,
         // and far cheaper to find.
-        let (fields, object) = match (looks_like_object, self.template.names_fields()) {
-            (false, _) => (Map::new(), false),
-            (true, true) => match serde_json::from_slice::<Map<String, Value>>(&record.value) {
-                Ok(fields) => (fields, true),
-                Err(_) => (Map::new(), false),
-            },
-            (true, false) => match serde_json::from_slice::<Stamp>(&record.value) {
-                Ok(Stamp { timestamp }) => (
-                    Map::from_iter(timestamp.map(|t| ("@timestamp".to_owned(), t))),
-                    true,
-                ),
-                Err(_) => (Map::new(), false),
-            },
+        let (object, fields) = if self.template.names_fields() {
+            match serde_json::from_slice::<Map<String, Value>>(&record.value) {
+                Ok(fields) => (true, fields),
+                Err(_) => (false, Map::new()),
+            }
+        } else {
+            stamp(&record.value)
         };
         // Without a time of its own (no `@timestamp`, no Kafka timestamp) a record is dated at
         // the epoch: the same index on every replay.
@@ -141,13 +134,6 @@ impl Indexer {
             object,
         }
     }
-}
-
-/// A JSON object's `@timestamp`, other fields skipped (but checked to be valid JSON).
-#[derive(serde::Deserialize)]
-struct Stamp {
-    #[serde(rename = "@timestamp", default)]
-    timestamp: Option<Value>,
 }
 
 impl Writer {
