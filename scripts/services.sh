@@ -3,13 +3,13 @@
 #
 # noida-db (PyPI) is one binary that speaks the Kafka protocol and the Elasticsearch API;
 # osmem-server (PyPI) is an in-memory OpenSearch-API server, the second Elasticsearch-API
-# implementation the sink is tested against. Both run from a private virtualenv, next to
-# confluent-kafka (used by scripts/kafka.py).
+# implementation the sink is tested against; moto[server] (PyPI) serves the S3 API in memory.
+# All run from a private virtualenv, next to confluent-kafka (used by scripts/kafka.py).
 #
 #   scripts/services.sh install     venv + pinned packages (a no-op when already installed)
 #   scripts/services.sh start       test broker: Kafka on 127.0.0.1:19092, Elasticsearch on
-#                                   127.0.0.1:19200, OpenSearch (osmem) on 127.0.0.1:19201;
-#                                   reuses those this script started earlier
+#                                   127.0.0.1:19200, OpenSearch (osmem) on 127.0.0.1:19201, S3
+#                                   (moto) on 127.0.0.1:19202; reuses those this script started
 #   scripts/services.sh env         print the test variables without starting anything
 #   scripts/services.sh status      list the brokers this script started (exit 3 if none runs)
 #   scripts/services.sh stop        stop every broker this script started (and nothing else)
@@ -24,6 +24,7 @@
 # Environment: LOGSHIP_CACHE_DIR (default ~/.cache/logship; the venv lives in it),
 # LOGSHIP_STATE_DIR (default <repo>/target/services; data, logs, pidfiles),
 # LOGSHIP_TEST_KAFKA_PORT (19092), LOGSHIP_TEST_ES_PORT (19200), LOGSHIP_TEST_OPENSEARCH_PORT (19201),
+# LOGSHIP_TEST_S3_PORT (19202),
 # LOGSHIP_SERVICES_TIMEOUT_SECS (60; how long to wait for a broker to answer).
 set -euo pipefail
 
@@ -36,6 +37,7 @@ STATE_DIR=${LOGSHIP_STATE_DIR:-$REPO/target/services}
 TEST_KAFKA_PORT=${LOGSHIP_TEST_KAFKA_PORT:-19092}
 TEST_ES_PORT=${LOGSHIP_TEST_ES_PORT:-19200}
 TEST_OS_PORT=${LOGSHIP_TEST_OPENSEARCH_PORT:-19201}
+TEST_S3_PORT=${LOGSHIP_TEST_S3_PORT:-19202}
 TIMEOUT_SECS=${LOGSHIP_SERVICES_TIMEOUT_SECS:-60}
 HOST=127.0.0.1
 
@@ -82,7 +84,7 @@ install() {
     local key stamp=$VENV/.logship-requirements.sha256
     key=$(sha256sum <"$REQS" | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] && "$VENV/bin/python" -c '' 2>/dev/null \
-        && noida_bin >/dev/null && osmem_bin >/dev/null; then
+        && noida_bin >/dev/null && osmem_bin >/dev/null && [ -x "$VENV/bin/moto_server" ]; then
         exec 8>&-
         return 0
     fi
@@ -210,47 +212,58 @@ stop_instance() {
     rm -f "$dir/noida.pid"
 }
 
-# osmem-server keeps everything in memory: $STATE_DIR/osmem holds only its log and pidfile.
-osmem_pid() {
-    local dir=$STATE_DIR/osmem pid cmd
-    pid=$(cat "$dir/osmem.pid" 2>/dev/null) || return 1
+# Servers that keep everything in memory (osmem-server, the moto S3 server): $STATE_DIR/NAME
+# holds only NAME.log and NAME.pid. Each is recognised by its port on its command line.
+aux_pid() {  # NAME PORT: the pid of our NAME serving PORT
+    local dir=$STATE_DIR/$1 pid cmd
+    pid=$(cat "$dir/$1.pid" 2>/dev/null) || return 1
     cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
     case "$cmd" in
-        *osmem-server\ -addr\ "$HOST:$TEST_OS_PORT"\ *) echo "$pid" ;;
+        *"$2"*) echo "$pid" ;;
         *) return 1 ;;
     esac
 }
 
-start_osmem() {
-    local dir=$STATE_DIR/osmem pid start=$SECONDS
-    if pid=$(osmem_pid); then
-        log "reusing osmem-server (pid $pid)"
+start_aux() {  # NAME PORT COMMAND...: start COMMAND unless ours runs; wait until GET / answers
+    local name=$1 port=$2 dir=$STATE_DIR/$1 pid start=$SECONDS
+    shift 2
+    if pid=$(aux_pid "$name" "$port"); then
+        log "reusing $name (pid $pid)"
         return 0
     fi
-    ! listening "$TEST_OS_PORT" || die "$HOST:$TEST_OS_PORT is already in use by a process this script did not start"
+    ! listening "$port" || die "$HOST:$port is already in use by a process this script did not start"
     mkdir -p "$dir"
-    log "starting osmem-server: opensearch $HOST:$TEST_OS_PORT"
-    "$(osmem_bin)" -addr "$HOST:$TEST_OS_PORT" -no-stdin-watch -no-ja \
-        </dev/null >>"$dir/osmem.log" 2>&1 9>&- &
+    log "starting $name on $HOST:$port"
+    "$@" </dev/null >>"$dir/$name.log" 2>&1 9>&- &
     pid=$!
-    echo "$pid" >"$dir/osmem.pid"
-    until es_ready "$TEST_OS_PORT"; do
-        alive "$pid" || { tail -n 20 "$dir/osmem.log" >&2; die "osmem-server exited"; }
-        ((SECONDS - start < TIMEOUT_SECS)) || die "osmem-server did not answer within $TIMEOUT_SECS s"
+    echo "$pid" >"$dir/$name.pid"
+    until es_ready "$port"; do
+        alive "$pid" || { tail -n 20 "$dir/$name.log" >&2; die "$name exited"; }
+        ((SECONDS - start < TIMEOUT_SECS)) || die "$name did not answer within $TIMEOUT_SECS s"
         sleep 0.1
     done
-    log "osmem-server (pid $pid) ready"
+    log "$name (pid $pid) ready"
 }
 
-stop_osmem() {
+stop_aux() {  # NAME PORT
     local pid i
-    if pid=$(osmem_pid); then
-        log "stopping osmem-server (pid $pid)"
+    if pid=$(aux_pid "$1" "$2"); then
+        log "stopping $1 (pid $pid)"
         kill -TERM "$pid" 2>/dev/null || true
         for ((i = 0; i < 50; i++)); do alive "$pid" || break; sleep 0.1; done
         ! alive "$pid" || kill -KILL "$pid" 2>/dev/null || true
     fi
-    rm -f "$STATE_DIR/osmem/osmem.pid"
+    rm -f "$STATE_DIR/$1/$1.pid"
+}
+
+start_aux_servers() {
+    start_aux osmem "$TEST_OS_PORT" "$(osmem_bin)" -addr "$HOST:$TEST_OS_PORT" -no-stdin-watch -no-ja
+    start_aux moto "$TEST_S3_PORT" "$VENV/bin/moto_server" -H "$HOST" -p "$TEST_S3_PORT"
+}
+
+stop_aux_servers() {
+    stop_aux osmem "$TEST_OS_PORT"
+    stop_aux moto "$TEST_S3_PORT"
 }
 
 instances() {
@@ -273,6 +286,7 @@ print_test_env() {
     echo "LOGSHIP_TEST_BROKERS=$HOST:$TEST_KAFKA_PORT"
     echo "LOGSHIP_TEST_ES_URL=http://$HOST:$TEST_ES_PORT"
     echo "LOGSHIP_TEST_OPENSEARCH_URL=http://$HOST:$TEST_OS_PORT"
+    echo "LOGSHIP_TEST_S3_ENDPOINT=http://$HOST:$TEST_S3_PORT"
     echo "LOGSHIP_TEST_PYTHON=$VENV/bin/python"
     echo "LOGSHIP_TEST_KAFKA_PY=$KAFKA_PY"
     # Outage tests start private brokers of their own from this binary, to freeze them.
@@ -288,7 +302,7 @@ case "$cmd" in
     start)
         lock_state
         start_instance test "$TEST_KAFKA_PORT" "$TEST_ES_PORT"
-        start_osmem
+        start_aux_servers
         print_test_env
         ;;
     env)
@@ -308,12 +322,12 @@ case "$cmd" in
     stop)
         lock_state
         for name in $(instances); do stop_instance "$name"; done
-        stop_osmem
+        stop_aux_servers
         ;;
     reset)
         lock_state
         for name in $(instances); do stop_instance "$name"; done
-        stop_osmem
+        stop_aux_servers
         log "deleting $STATE_DIR"
         find "$STATE_DIR" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
         ;;
@@ -327,10 +341,13 @@ case "$cmd" in
                 echo "$name: not running (stale pidfile)"
             fi
         done
-        if pid=$(osmem_pid); then
-            echo "osmem: running, pid $pid"
-            running=1
-        fi
+        for aux in "osmem $TEST_OS_PORT" "moto $TEST_S3_PORT"; do
+            # shellcheck disable=SC2086
+            if pid=$(aux_pid $aux); then
+                echo "${aux% *}: running, pid $pid"
+                running=1
+            fi
+        done
         [ "$running" = 1 ] || { echo "no broker started by this script is running"; exit 3; }
         ;;
     *)

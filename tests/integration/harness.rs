@@ -543,6 +543,15 @@ impl Agent {
         )
     }
 
+    /// Starts `logship-sink-s3`.
+    pub fn start_sink_s3(setup: &Setup, config: &Path) -> Self {
+        Self::spawn(
+            setup,
+            config,
+            Command::new(env!("CARGO_BIN_EXE_logship-sink-s3")),
+        )
+    }
+
     /// Starts the agent without the power to read files its permissions forbid. As root (the
     /// test machines) that means dropping CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH with
     /// util-linux `setpriv`; any other user has no such power to drop.

@@ -17,6 +17,7 @@ mod mock_cluster;
 mod outages;
 mod pipeline;
 mod rotation;
+mod s3_sink;
 mod sink_config;
 mod sink_harness;
 mod spool;

@@ -182,6 +182,11 @@ pub fn reset_group(brokers: &str, group: &str, topic: &str, offsets: &[i64]) {
     );
 }
 
+/// A member killed with -9 leaves the group within seconds, not librdkafka's 45 s (session) or
+/// 300 s: noida-db holds a rebalance for a dead member until the rebalance timeout, which is the
+/// members' max.poll.interval.ms.
+const GROUP_OPTIONS: &str = r#"librdkafka_options = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500", "max.poll.interval.ms" = "10000" }"#;
+
 /// Writes a `logship-sink-es` config reading `topic` as `group`, writing to `url` and `index`;
 /// `kafka_extra` and `es_extra` are added to those tables.
 pub fn es_sink_config(
@@ -199,12 +204,8 @@ address = "127.0.0.1:{port}"
 brokers = ["{brokers}"]
 group_id = "{group}"
 topics = ["{topic}"]
-commit_interval_ms = 200
-{kafka_extra}
-# A member killed with -9 leaves the group within seconds, not librdkafka's 45 s (session) or
-# 300 s: noida-db holds a rebalance for a dead member until the rebalance timeout, which is
-# the members' max.poll.interval.ms.
-librdkafka_options = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500", "max.poll.interval.ms" = "10000" }}
+{commit}{kafka_extra}
+{GROUP_OPTIONS}
 [elasticsearch]
 urls = ["{url}"]
 index = "{index}"
@@ -214,6 +215,141 @@ retry_backoff_max_ms = 500
 {es_extra}
 "#,
         port = setup.api_port,
+        commit = if kafka_extra.contains("commit_interval_ms") {
+            ""
+        } else {
+            "commit_interval_ms = 200\n"
+        },
+    );
+    setup.write_config(&text)
+}
+
+/// moto's S3 API.
+pub fn s3_endpoint() -> String {
+    server("LOGSHIP_TEST_S3_ENDPOINT")
+}
+
+/// A fresh bucket on the S3 server at `endpoint`.
+pub fn create_bucket(endpoint: &str) -> String {
+    let bucket = format!("logship-{}-{}", std::process::id(), rand::random::<u32>());
+    let (status, body) = es(reqwest::Method::PUT, &format!("{endpoint}/{bucket}"), None);
+    assert_eq!(status, 200, "create bucket {bucket}: {body}");
+    bucket
+}
+
+/// Every object under `root` (an S3 bucket on `endpoint`, or a directory): key → bytes.
+pub fn objects(target: &logship::config::Target) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use futures_util::TryStreamExt;
+    let store = logship::sink::s3::store::open(target).expect("object store");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let listed: Vec<_> = store.list(None).try_collect().await.expect("list");
+        let mut out = std::collections::BTreeMap::new();
+        for meta in listed {
+            let bytes = store
+                .get(&meta.location)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes");
+            out.insert(meta.location.to_string(), bytes.to_vec());
+        }
+        out
+    })
+}
+
+/// The moto bucket as a sink target (moto takes any credentials).
+pub fn s3_target(endpoint: &str, bucket: &str) -> logship::config::Target {
+    logship::config::Target::S3 {
+        bucket: bucket.to_owned(),
+        endpoint: Some(endpoint.to_owned()),
+        region: Some("us-east-1".to_owned()),
+        path_style: true,
+        access_key_id: Some("test".to_owned()),
+        secret_access_key: Some("test".to_owned()),
+        session_token: None,
+    }
+}
+
+/// The NDJSON lines of every object, with the key each came from.
+pub fn object_lines(objects: &std::collections::BTreeMap<String, Vec<u8>>) -> Vec<(String, Value)> {
+    use std::io::Read;
+    let mut lines = Vec::new();
+    for (key, bytes) in objects {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{key} is not gzip: {e}"));
+        for line in text.lines() {
+            let value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{key}: {e}"));
+            lines.push((key.clone(), value));
+        }
+    }
+    lines
+}
+
+/// Produces `values` to `topic`, each to the partition given with it.
+pub fn produce_to(brokers: &str, topic: &str, values: impl IntoIterator<Item = (i32, Vec<u8>)>) {
+    let producer: ThreadedProducer<_> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (partition, value) in values {
+        let mut record = BaseRecord::<(), _>::to(topic)
+            .partition(partition)
+            .payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Writes a `logship-sink-s3` config reading `topic` as `group` into `url` (`s3://…` with
+/// moto's endpoint, or `file://…`); `kafka_extra` and `s3_extra` are added to those tables.
+pub fn s3_sink_config(
+    setup: &Setup,
+    (brokers, topic, group): (&str, &str, &str),
+    url: &str,
+    kafka_extra: &str,
+    s3_extra: &str,
+) -> PathBuf {
+    let endpoint = std::env::var("LOGSHIP_TEST_S3_ENDPOINT").unwrap_or_default();
+    let text = format!(
+        r#"shutdown_timeout_secs = 10
+[api]
+address = "127.0.0.1:{port}"
+[kafka]
+brokers = ["{brokers}"]
+group_id = "{group}"
+topics = ["{topic}"]
+{commit}{kafka_extra}
+{GROUP_OPTIONS}
+[s3]
+url = "{url}"
+endpoint = "{endpoint}"
+region = "us-east-1"
+path_style = true
+access_key_id = "test"
+secret_access_key = "test"
+retry_backoff_ms = 50
+retry_backoff_max_ms = 500
+{s3_extra}
+"#,
+        port = setup.api_port,
+        commit = if kafka_extra.contains("commit_interval_ms") {
+            ""
+        } else {
+            "commit_interval_ms = 200\n"
+        },
     );
     setup.write_config(&text)
 }
