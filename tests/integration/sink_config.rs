@@ -1,10 +1,14 @@
-//! `logship-sink-es` on the command line: the example config validates, mistakes exit 78 with
+//! The sink binaries on the command line: the example configs validate, mistakes exit 78 with
 //! the key's path, for `validate` and `run` alike.
 
 use std::process::Command;
 
 fn sink_es() -> Command {
     Command::new(env!("CARGO_BIN_EXE_logship-sink-es"))
+}
+
+fn sink_s3() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_logship-sink-s3"))
 }
 
 const VALID: &str = r#"
@@ -19,10 +23,14 @@ index = "logs-%Y.%m.%d"
 "#;
 
 fn run(command: &str, text: &str) -> std::process::Output {
+    run_with(sink_es(), command, text)
+}
+
+fn run_with(mut program: Command, command: &str, text: &str) -> std::process::Output {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sink.toml");
     std::fs::write(&path, text).expect("write");
-    sink_es()
+    program
         .args([command, "-c"])
         .arg(&path)
         .output()
@@ -30,19 +38,51 @@ fn run(command: &str, text: &str) -> std::process::Output {
 }
 
 #[test]
-fn the_example_config_is_valid() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/logship-sink-es.toml");
-    let out = sink_es()
-        .args(["validate", "-c", example])
-        .env("LOGSHIP_BROKERS", "127.0.0.1:9092")
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+fn the_example_configs_are_valid() {
+    for (mut program, example) in [
+        (sink_es(), "logship-sink-es.toml"),
+        (sink_s3(), "logship-sink-s3.toml"),
+    ] {
+        let path = format!("{}/examples/{example}", env!("CARGO_MANIFEST_DIR"));
+        let out = program
+            .args(["validate", "-c", &path])
+            .env("LOGSHIP_BROKERS", "127.0.0.1:9092")
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{example}: {stderr}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    }
+}
+
+#[test]
+fn s3_mistakes_exit_78_naming_the_key() {
+    let valid = VALID.replace(
+        "[elasticsearch]\nurls = [\"http://127.0.0.1:9200\"]\nindex = \"logs-%Y.%m.%d\"\n",
+        "[s3]\nurl = \"s3://bucket/prefix\"\n",
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    for (text, key) in [
+        (
+            valid.replace("s3://bucket", "gs://bucket"),
+            "s3.url (line 8)",
+        ),
+        (
+            format!("{valid}time_partition = \"%Q\"\n"),
+            "s3.time_partition",
+        ),
+        (format!("{valid}max_records = 0\n"), "s3.max_records"),
+        (valid.replace("[s3]", "[s4]"), "s3"),
+    ] {
+        for command in ["validate", "run"] {
+            let out = run_with(sink_s3(), command, &text);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+            assert!(
+                stderr.contains(key),
+                "{command} should name `{key}`: {stderr}"
+            );
+        }
+    }
 }
 
 #[test]
