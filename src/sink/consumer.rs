@@ -13,7 +13,7 @@
 //! a callback while the writers (on the async runtime) finish is safe.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,13 @@ const HAND_OVER_WAIT: Duration = Duration::from_millis(2);
 /// Writers behind for this long: the partitions are paused, and polling resumes so that the
 /// consumer stays in its group (librdkafka's `max.poll.interval.ms`).
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// `SinkContext::paused`: whether this consumer paused its assignment. After an assignment it
+/// is not known (librdkafka keeps a pause across a rebalance for partitions given back), so the
+/// next loop turn resumes or pauses whatever it holds.
+const RESUMED: u8 = 0;
+const PAUSED: u8 = 1;
+const UNKNOWN: u8 = 2;
 
 /// Why the consumer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +83,7 @@ impl ConsumerThread {
             drain_timeout,
             health,
             metrics,
-            paused: AtomicBool::new(false),
+            paused: AtomicU8::new(UNKNOWN),
             log: LogLimiter::per_minute(12),
         };
         let consumer: BaseConsumer<SinkContext> = settings
@@ -160,6 +167,9 @@ fn poll_loop(
     drop(pending);
     drop(records);
     let claims = context.claims();
+    for claim in &claims {
+        claim.start_draining();
+    }
     context.drain(&claims, "shutdown");
     context.commit(&consumer, &claims);
     for claim in &claims {
@@ -197,7 +207,7 @@ struct SinkContext {
     drain_timeout: Duration,
     health: Arc<SinkHealth>,
     metrics: SinkMetrics,
-    paused: AtomicBool,
+    paused: AtomicU8,
     log: LogLimiter,
 }
 
@@ -216,7 +226,8 @@ impl SinkContext {
 
     /// Pauses every assigned partition while the writers are behind; resumes after.
     fn pause_while_behind(&self, consumer: &BaseConsumer<Self>, behind: bool) {
-        if self.paused.load(Ordering::Relaxed) == behind {
+        let wanted = if behind { PAUSED } else { RESUMED };
+        if self.paused.load(Ordering::Relaxed) == wanted {
             return;
         }
         let result = consumer.assignment().and_then(|assigned| {
@@ -228,7 +239,7 @@ impl SinkContext {
         });
         match result {
             Ok(()) => {
-                self.paused.store(behind, Ordering::Relaxed);
+                self.paused.store(wanted, Ordering::Relaxed);
                 self.metrics.paused.set(if behind { 1.0 } else { 0.0 });
             }
             Err(error) => tracing::warn!(%error, behind, "cannot pause or resume partitions"),
@@ -322,6 +333,9 @@ impl ConsumerContext for SinkContext {
                         .collect()
                 };
                 self.metrics.rebalanced("revoke", revoked.len());
+                for claim in &revoked {
+                    claim.start_draining();
+                }
                 self.drain(&revoked, "rebalance");
                 self.commit(consumer, &revoked);
                 let mut left = 0;
@@ -338,7 +352,17 @@ impl ConsumerContext for SinkContext {
                 self.health.set_partitions(self.lock().len());
             }
             Rebalance::Assign(_) => {}
-            Rebalance::Error(error) => tracing::error!(%error, "rebalance failed"),
+            Rebalance::Error(error) => {
+                // librdkafka unassigns everything after a failed rebalance: let every claim go,
+                // so a later assignment starts afresh from the committed offsets.
+                tracing::error!(%error, "rebalance failed; dropping every partition");
+                let dropped: Vec<Arc<Claim>> =
+                    std::mem::take(&mut *self.lock()).into_values().collect();
+                for claim in &dropped {
+                    claim.revoke();
+                }
+                self.health.set_partitions(0);
+            }
         }
     }
 
@@ -352,9 +376,9 @@ impl ConsumerContext for SinkContext {
             }
             self.health.set_partitions(claims.len());
             drop(claims);
-            // A new assignment starts unpaused; the poll loop pauses it again if still behind.
-            self.paused.store(false, Ordering::Relaxed);
-            self.metrics.paused.set(0.0);
+            // librdkafka keeps a pause on partitions given back: the poll loop resumes (or
+            // pauses) the whole assignment on its next turn.
+            self.paused.store(UNKNOWN, Ordering::Relaxed);
             self.health.set_kafka_reachable(true);
             self.metrics.rebalanced("assign", partitions.count());
         }

@@ -48,7 +48,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     );
     describe_counter!(
         RECORDS_DROPPED,
-        "Records refused for good that could not be dead-lettered, by reason."
+        "Records refused for good and dropped because no dead_letter_topic is set."
     );
     describe_counter!(
         RECORDS_LEFT_TO_NEW_OWNER,
@@ -59,7 +59,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     describe_counter!(REQUEST_BYTES, "Bytes of request bodies before compression.");
     describe_counter!(
         RETRIES,
-        "Records or requests sent again, by reason: item (a per-item 429 or 5xx), status (a request-level 429 or 5xx), transport, garbled."
+        "Records or requests sent again, by reason: item (a per-item 429, 5xx, 401, 403 or missing index), status (a request-level 429 or 5xx), transport, garbled, dead_letter (Kafka refused the dead letter)."
     );
     describe_counter!(
         BATCH_SPLITS,
@@ -137,7 +137,8 @@ impl SinkMetrics {
         counter!(REQUESTS, "status" => status.to_string()).increment(1);
     }
 
-    /// Records or a request sent again; `reason` is `item`, `status`, `transport` or `garbled`.
+    /// Records or a request sent again; `reason` is `item`, `status`, `transport`, `garbled` or
+    /// `dead_letter`.
     pub fn retried(&self, reason: &'static str, records: u64, error: &dyn std::fmt::Display) {
         counter!(RETRIES, "reason" => reason).increment(records);
         if self.log.allow() {
@@ -161,8 +162,7 @@ impl SinkMetrics {
         }
     }
 
-    /// A record refused for good and not dead-lettered: `reason` is `no_dead_letter_topic` or
-    /// `dead_letter_failed`.
+    /// A record refused for good and not dead-lettered: `reason` is `no_dead_letter_topic`.
     pub fn dropped(&self, topic: &str, reason: &'static str, detail: &dyn std::fmt::Display) {
         counter!(RECORDS_DROPPED, "topic" => topic.to_owned(), "reason" => reason).increment(1);
         if self.log.allow() {

@@ -112,8 +112,8 @@ impl Stages {
         })?;
         tracing::info!(address = %bound, "serving /metrics and /health");
         let api_task = tokio::spawn(serve);
-        let dead_letters =
-            DeadLetters::new(&common.kafka, metrics.clone()).map_err(SinkError::DeadLetters)?;
+        let dead_letters = DeadLetters::new(&common.kafka, Arc::clone(&health), metrics.clone())
+            .map_err(SinkError::DeadLetters)?;
         Ok(Self {
             metrics,
             health,
@@ -154,9 +154,13 @@ impl Stages {
         consumer: ConsumerThread,
         mut writing: JoinHandle<()>,
     ) -> Result<(), SinkError> {
+        let mut writer_done = false;
         tokio::select! {
             () = stopped => {}
-            _ = &mut writing => tracing::error!("the writer stopped early"),
+            _ = &mut writing => {
+                writer_done = true;
+                tracing::error!("the writer stopped early");
+            }
         }
         stop.cancel();
         if tokio::task::spawn_blocking(move || consumer.join())
@@ -165,9 +169,10 @@ impl Stages {
         {
             tracing::error!("the consumer thread could not be joined");
         }
-        if tokio::time::timeout(FINAL_FLUSH, &mut writing)
-            .await
-            .is_err()
+        if !writer_done
+            && tokio::time::timeout(FINAL_FLUSH, &mut writing)
+                .await
+                .is_err()
         {
             // Only retries of records left uncommitted remain: the next owner writes them.
             writing.abort();

@@ -26,6 +26,9 @@ pub struct Claim {
     in_writer: AtomicUsize,
     /// The last offset committed.
     committed: AtomicI64,
+    /// Set when the partition is about to be revoked: writes under way may finish, nothing new
+    /// should start (an S3 object still open will not be cut in time, and is dropped).
+    draining: AtomicBool,
     revoked: AtomicBool,
 }
 
@@ -37,6 +40,7 @@ impl Claim {
             tracker: AckTracker::new(NOTHING),
             in_writer: AtomicUsize::new(0),
             committed: AtomicI64::new(NOTHING),
+            draining: AtomicBool::new(false),
             revoked: AtomicBool::new(false),
         })
     }
@@ -80,6 +84,15 @@ impl Claim {
     /// `offset` was committed.
     pub fn committed(&self, offset: i64) {
         self.committed.fetch_max(offset, Ordering::Relaxed);
+    }
+
+    /// The partition is about to go: finish what is under way, start nothing new.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// The partition went to another consumer: its records are no longer this one's to write.

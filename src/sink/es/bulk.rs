@@ -4,8 +4,8 @@
 //! after a crash, a retry) overwrites the same document, or, in data-stream mode (`create`),
 //! is refused with 409, which counts as written. Verdicts per item:
 //! 2xx and 409 written; 429 and 5xx retried; 401 and 403 block the sink (credentials or an
-//! index block that only an operator lifts; nothing is dropped); other 4xx (mapping errors,
-//! 400 and 404) go to the dead-letter topic with the reason.
+//! index block that only an operator lifts; nothing is dropped), and so does a 404 for a missing
+//! index; other 4xx (mapping errors, 400 and 404) go to the dead-letter topic with the reason.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -59,16 +59,7 @@ pub fn append(body: &mut Vec<u8>, action: Action, doc: &Document<'_>) {
     body.extend_from_slice(b",\"_index\":");
     let _ = serde_json::to_writer(&mut *body, doc.index);
     body.extend_from_slice(b"}}\n");
-    if doc.object {
-        body.extend_from_slice(doc.value.trim_ascii());
-    } else {
-        let text = String::from_utf8_lossy(doc.value);
-        let _ = serde_json::to_writer(
-            &mut *body,
-            &serde_json::json!({ "message": text.trim_end() }),
-        );
-    }
-    body.push(b'\n');
+    crate::sink::record::write_json_line(body, doc.value, doc.object);
 }
 
 /// What became of one document.
@@ -89,9 +80,15 @@ pub enum Verdict {
     },
 }
 
-/// The verdict for one item status.
-pub fn verdict(status: u16, reason: impl FnOnce() -> String) -> Verdict {
+/// The verdict for one item status (`kind`: the error's type, when it has one).
+pub fn verdict(status: u16, kind: Option<&str>, reason: impl FnOnce() -> String) -> Verdict {
     match status {
+        // A missing index (auto-creation off, no data-stream template) is the cluster's setup,
+        // not the document's fault: wait for an operator rather than dead-letter everything.
+        404 if kind == Some("index_not_found_exception") => Verdict::Blocked {
+            status,
+            reason: reason(),
+        },
         200..=299 | 409 => Verdict::Written,
         429 | 500..=599 => Verdict::Retry,
         401 | 403 => Verdict::Blocked {
@@ -142,8 +139,8 @@ pub fn verdicts(body: &[u8], sent: usize) -> Result<Vec<Verdict>, ResponseError>
                 .and_then(Value::as_u64)
                 .and_then(|s| u16::try_from(s).ok())
                 .ok_or_else(|| ResponseError::Garbled("an item without a status".into()))?;
-            Ok(verdict(status, || {
-                let error = &result["error"];
+            let error = &result["error"];
+            Ok(verdict(status, error["type"].as_str(), || {
                 match (error["type"].as_str(), error["reason"].as_str()) {
                     (Some(kind), Some(reason)) => format!("{kind}: {reason}"),
                     _ => error.to_string(),
@@ -176,6 +173,13 @@ mod tests {
             ..doc.clone()
         };
         append(&mut body, Action::Create, &raw);
+        let pretty = Document {
+            offset: 43,
+            value: b"{\n  \"message\": \"b\"\n}\n",
+            object: true,
+            ..doc.clone()
+        };
+        append(&mut body, Action::Index, &pretty);
         let text = String::from_utf8(body).expect("UTF-8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -185,6 +189,8 @@ mod tests {
                 r#"{"message":"a"}"#,
                 r#"{"create":{"_id":"logs+2+42","_index":"logs-2026.11.22"}}"#,
                 r#"{"message":"plain � line"}"#,
+                r#"{"index":{"_id":"logs+2+43","_index":"logs-2026.11.22"}}"#,
+                r#"{"message":"b"}"#,
             ]
         );
     }
@@ -197,9 +203,10 @@ mod tests {
             {"index":{"status":429,"error":{"type":"cluster_block_exception","reason":"read-only"}}},
             {"index":{"status":503}},
             {"index":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [n]"}}},
-            {"index":{"status":403,"error":{"type":"security_exception","reason":"no"}}}
+            {"index":{"status":403,"error":{"type":"security_exception","reason":"no"}}},
+            {"create":{"status":404,"error":{"type":"index_not_found_exception","reason":"no such index [logs]"}}}
         ]}"#;
-        let verdicts = verdicts(body, 6).expect("verdicts");
+        let verdicts = verdicts(body, 7).expect("verdicts");
         assert_eq!(verdicts[0], Verdict::Written);
         assert_eq!(verdicts[1], Verdict::Written, "409 on replay is written");
         assert_eq!(verdicts[2], Verdict::Retry);
@@ -212,6 +219,7 @@ mod tests {
             }
         );
         assert!(matches!(verdicts[5], Verdict::Blocked { status: 403, .. }));
+        assert!(matches!(verdicts[6], Verdict::Blocked { status: 404, .. }));
     }
 
     #[test]

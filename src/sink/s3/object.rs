@@ -8,7 +8,9 @@ use std::io::Write;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use crate::sink::record::{Record, write_json_line};
+use std::sync::Arc;
+
+use crate::sink::record::{Claim, Record, write_json_line};
 
 /// `prefix/topic/window/topic+partition+start.ndjson.gz`; the start offset is zero-padded so
 /// keys sort in offset order.
@@ -23,6 +25,8 @@ pub fn object_key(prefix: &str, topic: &str, window: &str, partition: i32, start
 
 /// An object under construction.
 pub struct OpenObject {
+    /// The claim its records belong to: a partition revoked and assigned again gets a new one.
+    claim: Arc<Claim>,
     key: String,
     window: String,
     encoder: GzEncoder<Vec<u8>>,
@@ -40,10 +44,17 @@ pub struct Finished {
 }
 
 impl OpenObject {
-    /// An object that starts with the record at `start` of `topic` / `partition`.
-    pub fn new(prefix: &str, window: String, topic: &str, partition: i32, start: i64) -> Self {
+    /// An object that starts with `first` (not added yet), in time partition `window`.
+    pub fn new(prefix: &str, window: String, first: &Record) -> Self {
         Self {
-            key: object_key(prefix, topic, &window, partition, start),
+            claim: Arc::clone(&first.claim),
+            key: object_key(
+                prefix,
+                first.topic(),
+                &window,
+                first.partition(),
+                first.offset,
+            ),
             window,
             encoder: GzEncoder::new(Vec::new(), Compression::default()),
             line: Vec::new(),
@@ -56,9 +67,14 @@ impl OpenObject {
         &self.window
     }
 
-    /// Whether the partition of its records was revoked.
-    pub fn revoked(&self) -> bool {
-        self.records.first().is_some_and(Record::is_revoked)
+    /// Whether it can no longer be cut in time: its partition is being revoked, or was.
+    pub fn abandoned(&self) -> bool {
+        self.claim.is_draining() || self.claim.is_revoked()
+    }
+
+    /// Whether `record` comes from the same claim (not from the partition assigned anew).
+    pub fn holds_claim_of(&self, record: &Record) -> bool {
+        Arc::ptr_eq(&self.claim, &record.claim)
     }
 
     /// Adds `record` (`object`: its value is a JSON object) as the next line.
@@ -93,8 +109,10 @@ mod tests {
     use crate::sink::record::Claim;
 
     fn build(claim: &std::sync::Arc<Claim>) -> Finished {
-        let mut object = OpenObject::new("archive", "day=22".into(), "logs", 3, 7);
-        for offset in 7..10 {
+        let first = claim.track(7, None, None, b"{\"n\":7}".to_vec());
+        let mut object = OpenObject::new("archive", "day=22".into(), &first);
+        object.push(first, true);
+        for offset in 8..10 {
             let value = format!("{{\"n\":{offset}}}").into_bytes();
             object.push(claim.track(offset, None, None, value), true);
         }

@@ -21,8 +21,9 @@ use crate::sink::health::SinkHealth;
 use crate::sink::metrics::SinkMetrics;
 use crate::sink::record::{Record, record_time, stamp};
 
-/// How often open objects of revoked partitions are looked for.
-const REVOKED_CHECK: Duration = Duration::from_secs(1);
+/// How often open objects of partitions being revoked are looked for (a rebalance waits for
+/// them to be dropped).
+const REVOKED_CHECK: Duration = Duration::from_millis(100);
 
 /// What every upload task shares.
 pub struct Uploader {
@@ -50,28 +51,31 @@ pub async fn run(
                 None => break,
             },
             _ = tick.tick() => {
-                open.retain(|_, object| !object.revoked());
+                open.retain(|_, object| !object.abandoned());
                 while uploads.try_join_next().is_some() {}
                 continue;
             }
         };
+        if record.claim.is_draining() || record.is_revoked() {
+            // Its object could not be cut before the partition goes: the new owner writes it.
+            uploader.metrics.left_to_new_owner(1);
+            continue;
+        }
         let (object, fields) = stamp(&record.value);
         let time = record_time(&fields, record.timestamp).unwrap_or(chrono::DateTime::UNIX_EPOCH);
         let window = time.format(&settings.time_partition).to_string();
         let slot = (Arc::clone(&record.claim.topic), record.partition());
         let mut cut = Vec::new();
+        if open.get(&slot).is_some_and(|o| !o.holds_claim_of(&record)) {
+            // Left from before the partition was revoked and assigned again: never cut.
+            open.remove(&slot);
+        }
         if open.get(&slot).is_some_and(|o| o.window() != window) {
             cut.extend(open.remove(&slot));
         }
-        let current = open.entry(slot.clone()).or_insert_with(|| {
-            OpenObject::new(
-                &settings.prefix,
-                window,
-                record.topic(),
-                record.partition(),
-                record.offset,
-            )
-        });
+        let current = open
+            .entry(slot.clone())
+            .or_insert_with(|| OpenObject::new(&settings.prefix, window, &record));
         current.push(record, object);
         if current.is_full(settings.max_records, settings.max_bytes) {
             cut.extend(open.remove(&slot));
