@@ -219,3 +219,63 @@ fn sink_log_mentions_no_error(setup: &Setup) -> bool {
                 .contains("ERROR")
         })
 }
+
+#[test]
+fn a_rebalance_between_two_sinks_leaves_each_record_in_one_object() {
+    let (endpoint, brokers) = (s3_endpoint(), brokers());
+    let bucket = create_bucket(&endpoint);
+    let topic = create_topic(&brokers, "s3-rebalance", PARTITIONS);
+    let group = format!("s3-group-{}", rand::random::<u32>());
+    let all = records(20_000);
+    let (first_half, second_half) = all.split_at(10_000);
+    produce_to(&brokers, &topic, first_half.to_vec());
+    let url = format!("s3://{bucket}");
+    let config = |setup: &Setup| {
+        s3_sink_config(
+            setup,
+            (&brokers, &topic, &group),
+            &url,
+            "",
+            "max_records = 900",
+        )
+    };
+    let (first_setup, second_setup) = (Setup::new(), Setup::new());
+    let first = Agent::start_sink_s3(&first_setup, &config(&first_setup));
+    let target = s3_target(&endpoint, &bucket);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while objects(&target).len() < 3 {
+        assert!(Instant::now() < deadline, "nothing uploaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The second sink joins (a rebalance: every partition is revoked and handed out again),
+    // records keep coming, and the first leaves (another one).
+    let second = Agent::start_sink_s3(&second_setup, &config(&second_setup));
+    produce_to(&brokers, &topic, second_half.to_vec());
+    std::thread::sleep(Duration::from_secs(2));
+    let first_log = first.log.clone();
+    let (status, _) = first.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    let stored = wait_for_objects(&target, 20_000);
+    assert_each_record_once(&stored, 20_000);
+    let end = end_offsets(&brokers, &topic, PARTITIONS);
+    let before_open: Vec<i64> = end.iter().map(|e| e - 1).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed(&brokers, &group, &topic, PARTITIONS) != before_open {
+        assert!(
+            Instant::now() < deadline,
+            "commits did not reach {before_open:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let first_log = std::fs::read_to_string(first_log).unwrap_or_default();
+    assert!(
+        first_log.matches("kind=\"revoke\"").count() >= 2,
+        "the first sink gave its partitions up when the second joined, and when it left:\n{first_log}"
+    );
+    for log in [first_log, second.log_text()] {
+        assert!(
+            !log.contains("records still being written"),
+            "a rebalance waited for records that could not finish:\n{log}"
+        );
+    }
+}
