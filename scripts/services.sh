@@ -46,36 +46,23 @@ die() { log "$*"; exit 1; }
 
 # ---------------------------------------------------------------------------------------- install
 
-apt_osmem_bin() {
-    local b
-    for b in "$VENV"/lib/python3*/site-packages/osmem_server/bin/osmem-server; do
-        [ -f "$b" ] && { echo "$b"; return 0; }
-    done
-    return 1
-}
-
-install() {
+apt_install() {
     command -v apt-get >/dev/null || die "need $*, and there is no apt-get to install it"
     log "apt-get install $*"
     apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
 }
 
-noida_bin() {  # the real binary; bin/noida-db is a Python wrapper that would not pass signals on
+venv_file() {  # the first file matching the glob $1 under the venv's site-packages
     local b
-    for b in "$VENV"/lib/python3*/site-packages/noida_db/noida-db; do
+    for b in "$VENV"/lib/python3*/site-packages/$1; do
         [ -f "$b" ] && { echo "$b"; return 0; }
     done
     return 1
 }
-
-osmem_bin() {
-    local b
-    for b in "$VENV"/lib/python3*/site-packages/osmem_server/bin/osmem-server; do
-        [ -f "$b" ] && { echo "$b"; return 0; }
-    done
-    return 1
-}
+# The real binaries; bin/noida-db is a Python wrapper that would not pass signals on.
+noida_bin() { venv_file noida_db/noida-db; }
+osmem_bin() { venv_file osmem_server/bin/osmem-server; }
 
 install() {
     mkdir -p "$CACHE_DIR"

@@ -11,12 +11,7 @@ fn main() -> ExitCode {
         "Ship Kafka topics to Elasticsearch, exactly once in effect",
         EsSinkConfig::load,
         |config| {
-            let urls: Vec<&str> = config
-                .elasticsearch
-                .urls
-                .iter()
-                .map(|u| u.as_str())
-                .collect();
+            let urls: Vec<&str> = config.sink.urls.iter().map(|u| u.as_str()).collect();
             format!(
                 "group {}, {:?} → {}",
                 config.common.kafka.group_id,

@@ -12,8 +12,8 @@ fn main() -> ExitCode {
         "Ship Kafka topics to S3 as gzip NDJSON objects, exactly once in effect",
         S3SinkConfig::load,
         |config| {
-            let target = match &config.s3.target {
-                Target::S3 { bucket, .. } => format!("s3://{bucket}/{}", config.s3.prefix),
+            let target = match &config.sink.target {
+                Target::S3 { bucket, .. } => format!("s3://{bucket}/{}", config.sink.prefix),
                 Target::Directory(path) => path.display().to_string(),
             };
             format!(

@@ -11,7 +11,7 @@ use crate::sink::es::index::IndexTemplate;
 
 use super::ConfigError;
 use super::document::{Document, Node};
-use super::sink::{self, SinkCommon};
+use super::sink::{SinkConfig, SinkSection};
 
 /// `[elasticsearch]`, as written in TOML.
 #[derive(Debug, Clone, Deserialize)]
@@ -146,46 +146,17 @@ pub struct EsSettings {
 }
 
 /// The checked configuration `logship-sink-es` runs with.
-#[derive(Debug, Clone)]
-pub struct EsSinkConfig {
-    pub common: SinkCommon,
-    pub elasticsearch: EsSettings,
-}
+pub type EsSinkConfig = SinkConfig<EsSettings>;
 
-impl EsSinkConfig {
-    pub const DEFAULT_API: &str = "127.0.0.1:9599";
+impl SinkSection for EsSettings {
+    const SECTION: &'static str = "elasticsearch";
+    const DEFAULT_API: &'static str = "127.0.0.1:9599";
+    const CLIENT_ID: &'static str = "logship-sink-es";
 
-    /// Reads and checks the file at `path`.
-    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let (common, elasticsearch) =
-            sink::load(path, "elasticsearch", Self::defaults(), es_settings)?;
-        Ok(Self {
-            common,
-            elasticsearch,
-        })
+    fn check(doc: &Document<'_>, node: Node<'_>) -> Result<Self, ConfigError> {
+        let raw: EsConfig = doc.deserialize(node, Self::SECTION)?;
+        raw.settings(doc)
     }
-
-    /// Checks configuration text, looking `${VAR}` references up with `env`.
-    pub fn from_toml(
-        text: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let (common, elasticsearch) =
-            sink::from_toml(text, env, "elasticsearch", Self::defaults(), es_settings)?;
-        Ok(Self {
-            common,
-            elasticsearch,
-        })
-    }
-
-    fn defaults() -> (&'static str, &'static str) {
-        (Self::DEFAULT_API, "logship-sink-es")
-    }
-}
-
-fn es_settings(doc: &Document<'_>, node: Node<'_>) -> Result<EsSettings, ConfigError> {
-    let raw: EsConfig = doc.deserialize(node, "elasticsearch")?;
-    raw.settings(doc)
 }
 
 impl EsConfig {
@@ -349,7 +320,7 @@ index = "logs-%Y.%m.%d"
     #[test]
     fn a_minimal_config_gets_the_defaults() {
         let config = check(VALID).expect("valid");
-        let es = &config.elasticsearch;
+        let es = &config.sink;
         assert_eq!(es.max_events, 1000);
         assert_eq!(es.action, Action::Index);
         assert!(es.gzip);

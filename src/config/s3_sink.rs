@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use super::document::{Document, Node};
-use super::sink::{self, SinkCommon};
+use super::sink::{SinkConfig, SinkSection};
 
 /// `[s3]`, as written in TOML.
 #[derive(Debug, Clone, Deserialize)]
@@ -117,38 +117,17 @@ pub struct S3Settings {
 }
 
 /// The checked configuration `logship-sink-s3` runs with.
-#[derive(Debug, Clone)]
-pub struct S3SinkConfig {
-    pub common: SinkCommon,
-    pub s3: S3Settings,
-}
+pub type S3SinkConfig = SinkConfig<S3Settings>;
 
-impl S3SinkConfig {
-    pub const DEFAULT_API: &str = "127.0.0.1:9600";
+impl SinkSection for S3Settings {
+    const SECTION: &'static str = "s3";
+    const DEFAULT_API: &'static str = "127.0.0.1:9600";
+    const CLIENT_ID: &'static str = "logship-sink-s3";
 
-    /// Reads and checks the file at `path`.
-    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let (common, s3) = sink::load(path, "s3", Self::defaults(), s3_settings)?;
-        Ok(Self { common, s3 })
+    fn check(doc: &Document<'_>, node: Node<'_>) -> Result<Self, ConfigError> {
+        let raw: S3Config = doc.deserialize(node, Self::SECTION)?;
+        raw.settings(doc)
     }
-
-    /// Checks configuration text, looking `${VAR}` references up with `env`.
-    pub fn from_toml(
-        text: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let (common, s3) = sink::from_toml(text, env, "s3", Self::defaults(), s3_settings)?;
-        Ok(Self { common, s3 })
-    }
-
-    fn defaults() -> (&'static str, &'static str) {
-        (Self::DEFAULT_API, "logship-sink-s3")
-    }
-}
-
-fn s3_settings(doc: &Document<'_>, node: Node<'_>) -> Result<S3Settings, ConfigError> {
-    let raw: S3Config = doc.deserialize(node, "s3")?;
-    raw.settings(doc)
 }
 
 impl S3Config {
@@ -273,7 +252,7 @@ path_style = true
     #[test]
     fn an_s3_url_gives_bucket_and_prefix() {
         let config = S3SinkConfig::from_toml(VALID, &|_| None).expect("valid");
-        let s3 = &config.s3;
+        let s3 = &config.sink;
         assert_eq!(s3.prefix, "logs/raw");
         assert!(
             matches!(&s3.target, Target::S3 { bucket, path_style: true, .. } if bucket == "archive")
@@ -282,7 +261,7 @@ path_style = true
         assert_eq!(config.common.api_address.to_string(), "127.0.0.1:9600");
         let local = VALID.replace("s3://archive/logs/raw/", "file:///tmp/archive");
         let config = S3SinkConfig::from_toml(&local, &|_| None).expect("valid");
-        assert_eq!(config.s3.target, Target::Directory("/tmp/archive".into()));
+        assert_eq!(config.sink.target, Target::Directory("/tmp/archive".into()));
     }
 
     #[test]

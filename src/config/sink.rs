@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::pipeline::steps::check_topic_name;
 
-use super::document::Document;
+use super::document::{Document, Node};
 use super::kafka::{SaslConfig, TlsConfig, check_brokers, check_native, set_options, set_security};
 use super::{ApiConfig, ConfigError};
 
@@ -250,44 +250,50 @@ impl SinkRoot {
     }
 }
 
-/// Reads a sink's configuration file: the common keys, and the sink's own `section` (a required
-/// table), which `own` checks. `${VAR}` values come from the process environment.
-pub fn load<T>(
-    path: &std::path::Path,
-    section: &str,
-    defaults: (&str, &str),
-    own: impl FnOnce(&Document<'_>, super::document::Node<'_>) -> Result<T, ConfigError>,
-) -> Result<(SinkCommon, T), ConfigError> {
-    from_toml(
-        &super::read(path)?,
-        &|name| std::env::var(name).ok(),
-        section,
-        defaults,
-        own,
-    )
+/// A sink's own section (`[elasticsearch]`, `[s3]`): its table, its defaults, and its check.
+pub trait SinkSection: Sized {
+    /// The table's name, required in the file.
+    const SECTION: &'static str;
+    /// `[api] address` when the file has none.
+    const DEFAULT_API: &'static str;
+    /// `kafka.client_id` when the file has none.
+    const CLIENT_ID: &'static str;
+    /// Deserializes and checks the section.
+    fn check(doc: &Document<'_>, node: Node<'_>) -> Result<Self, ConfigError>;
 }
 
-/// `load` for text: `defaults` are the API address and the client id.
-pub fn from_toml<T>(
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    section: &str,
-    (default_api, default_client_id): (&str, &str),
-    own: impl FnOnce(&Document<'_>, super::document::Node<'_>) -> Result<T, ConfigError>,
-) -> Result<(SinkCommon, T), ConfigError> {
-    let text = super::interpolated(text, env)?;
-    let doc = Document::new(&text);
-    let mut root = doc.root()?;
-    let Some(node) = root.remove(section) else {
-        return Err(ConfigError::invalid(
-            section,
-            None,
-            "required key is missing",
-        ));
-    };
-    let root_node = toml::Spanned::new(0..text.len(), toml::de::DeValue::Table(root));
-    let raw: SinkRoot = doc.deserialize(root_node, "")?;
-    let common = raw.common(&doc, default_api, default_client_id)?;
-    let own = own(&doc, node)?;
-    Ok((common, own))
+/// A sink's checked configuration: what every sink has, and its own section.
+#[derive(Debug, Clone)]
+pub struct SinkConfig<S> {
+    pub common: SinkCommon,
+    pub sink: S,
+}
+
+impl<S: SinkSection> SinkConfig<S> {
+    /// Reads and checks the file at `path`, taking `${VAR}` values from the environment.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        Self::from_toml(&super::read(path)?, &|name| std::env::var(name).ok())
+    }
+
+    /// Checks configuration text, looking `${VAR}` references up with `env`.
+    pub fn from_toml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let text = super::interpolated(text, env)?;
+        let doc = Document::new(&text);
+        let mut root = doc.root()?;
+        let Some(node) = root.remove(S::SECTION) else {
+            return Err(ConfigError::invalid(
+                S::SECTION,
+                None,
+                "required key is missing",
+            ));
+        };
+        let root_node = toml::Spanned::new(0..text.len(), toml::de::DeValue::Table(root));
+        let raw: SinkRoot = doc.deserialize(root_node, "")?;
+        let common = raw.common(&doc, S::DEFAULT_API, S::CLIENT_ID)?;
+        let sink = S::check(&doc, node)?;
+        Ok(Self { common, sink })
+    }
 }

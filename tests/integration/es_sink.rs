@@ -98,43 +98,80 @@ fn set_block(url: &str, index: &str, block: &str, on: bool) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A sink started on `count` records whose index has `index.blocks.<block>` set.
+struct BlockedIndex {
+    sink: Agent,
+    _setup: Setup,
+    url: String,
+    brokers: String,
+    topic: String,
+    index: String,
+    group: String,
+    block: &'static str,
+    count: u64,
+}
+
+impl BlockedIndex {
+    fn start(block: &'static str, count: usize) -> Self {
+        let (url, brokers) = (es_url(), brokers());
+        let topic = create_topic(&brokers, "es-blocked", PARTITIONS);
+        let (index, group) = (unique("blocked"), unique("es-group"));
+        create_index(&url, &index);
+        set_block(&url, &index, block, true);
+        produce(&brokers, &topic, records(0, count));
+        let setup = Setup::new();
+        let config = es_sink_config(&setup, (&brokers, &topic, &group), (&url, &index), "", "");
+        let sink = Agent::start_sink_es(&setup, &config);
+        Self {
+            sink,
+            _setup: setup,
+            url,
+            brokers,
+            topic,
+            index,
+            group,
+            block,
+            count: count as u64,
+        }
+    }
+
+    /// Nothing is written and nothing committed while the block holds.
+    fn assert_held(&self) {
+        assert_eq!(es_count(&self.url, &self.index), 0);
+        let committed = committed(&self.brokers, &self.group, &self.topic, PARTITIONS);
+        assert_eq!(committed, vec![-1; 3]);
+    }
+
+    /// Lifts the block: every record arrives and every offset is committed.
+    fn lift(&self) {
+        set_block(&self.url, &self.index, self.block, false);
+        wait_for_count(&self.url, &self.index, self.count, Duration::from_secs(30));
+        wait_for_commits_at_end(&self.brokers, &self.group, &self.topic, PARTITIONS);
+    }
+}
+
 #[test]
 fn a_per_item_429_is_retried_until_the_block_is_lifted() {
-    let (url, brokers) = (es_url(), brokers());
-    let topic = create_topic(&brokers, "es-429", PARTITIONS);
-    let (index, group) = (unique("blocked"), unique("es-group"));
-    create_index(&url, &index);
-    set_block(&url, &index, "read_only_allow_delete", true);
-    produce(&brokers, &topic, records(0, 1000));
-    let setup = Setup::new();
-    let config = es_sink_config(&setup, (&brokers, &topic, &group), (&url, &index), "", "");
-    let sink = Agent::start_sink_es(&setup, &config);
+    let blocked = BlockedIndex::start("read_only_allow_delete", 1000);
     let retried = "logship_sink_retries_total{reason=\"item\"}";
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while sink.metric(retried).unwrap_or(0.0) < 1000.0 {
+    while blocked.sink.metric(retried).unwrap_or(0.0) < 1000.0 {
         assert!(std::time::Instant::now() < deadline, "no item retried");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(es_count(&url, &index), 0);
-    assert_eq!(committed(&brokers, &group, &topic, PARTITIONS), vec![-1; 3]);
-    assert_eq!(sink.health().0, 200, "a 429 is back-pressure, not a block");
-
-    set_block(&url, &index, "read_only_allow_delete", false);
-    wait_for_count(&url, &index, 1000, Duration::from_secs(30));
-    wait_for_commits_at_end(&brokers, &group, &topic, PARTITIONS);
+    blocked.assert_held();
+    assert_eq!(
+        blocked.sink.health().0,
+        200,
+        "a 429 is back-pressure, not a block"
+    );
+    blocked.lift();
 }
 
 #[test]
 fn a_403_blocks_turns_health_red_and_drops_nothing() {
-    let (url, brokers) = (es_url(), brokers());
-    let topic = create_topic(&brokers, "es-403", PARTITIONS);
-    let (index, group) = (unique("forbidden"), unique("es-group"));
-    create_index(&url, &index);
-    set_block(&url, &index, "write", true);
-    produce(&brokers, &topic, records(0, 500));
-    let setup = Setup::new();
-    let config = es_sink_config(&setup, (&brokers, &topic, &group), (&url, &index), "", "");
-    let sink = Agent::start_sink_es(&setup, &config);
+    let blocked = BlockedIndex::start("write", 500);
+    let sink = &blocked.sink;
     sink.wait_for_metric("logship_sink_blocked", 1.0, Duration::from_secs(30));
     let (status, health) = sink.health();
     assert_eq!(status, 503, "{health}");
@@ -145,11 +182,8 @@ fn a_403_blocks_turns_health_red_and_drops_nothing() {
             .contains("403"),
         "{health}"
     );
-    assert_eq!(committed(&brokers, &group, &topic, PARTITIONS), vec![-1; 3]);
-
-    set_block(&url, &index, "write", false);
-    wait_for_count(&url, &index, 500, Duration::from_secs(30));
-    wait_for_commits_at_end(&brokers, &group, &topic, PARTITIONS);
+    blocked.assert_held();
+    blocked.lift();
     sink.wait_until_healthy(Duration::from_secs(10));
     assert_eq!(sink.metric_value("logship_sink_blocked"), 0.0);
 }

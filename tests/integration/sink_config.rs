@@ -22,8 +22,17 @@ urls = ["http://127.0.0.1:9200"]
 index = "logs-%Y.%m.%d"
 "#;
 
-fn run(command: &str, text: &str) -> std::process::Output {
-    run_with(sink_es(), command, text)
+/// `validate` and `run` both exit 78 on `text` and name `key`.
+fn assert_rejected(program: fn() -> Command, text: &str, key: &str) {
+    for command in ["validate", "run"] {
+        let out = run_with(program(), command, text);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{command} should name `{key}`: {stderr}"
+        );
+    }
 }
 
 fn run_with(mut program: Command, command: &str, text: &str) -> std::process::Output {
@@ -73,15 +82,7 @@ fn s3_mistakes_exit_78_naming_the_key() {
         (format!("{valid}max_records = 0\n"), "s3.max_records"),
         (valid.replace("[s3]", "[s4]"), "s3"),
     ] {
-        for command in ["validate", "run"] {
-            let out = run_with(sink_s3(), command, &text);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
-            assert!(
-                stderr.contains(key),
-                "{command} should name `{key}`: {stderr}"
-            );
-        }
+        assert_rejected(sink_s3, &text, key);
     }
 }
 
@@ -107,15 +108,7 @@ fn mistakes_exit_78_naming_the_key() {
             "elasticsearch",
         ),
     ] {
-        for command in ["validate", "run"] {
-            let out = run(command, &text);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
-            assert!(
-                stderr.contains(key),
-                "{command} should name `{key}`: {stderr}"
-            );
-        }
+        assert_rejected(sink_es, &text, key);
     }
 }
 

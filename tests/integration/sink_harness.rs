@@ -88,14 +88,36 @@ pub fn wait_for_count(url: &str, index: &str, count: u64, timeout: Duration) {
 /// Produces `values` to `topic`, keyed by their position so they spread over the partitions,
 /// and waits until Kafka acknowledged them all.
 pub fn produce(brokers: &str, topic: &str, values: impl IntoIterator<Item = Vec<u8>>) {
+    send(
+        brokers,
+        topic,
+        values.into_iter().map(|value| (None, value)),
+    );
+}
+
+/// Produces `values` to `topic`, each to the partition given with it.
+pub fn produce_to(brokers: &str, topic: &str, values: impl IntoIterator<Item = (i32, Vec<u8>)>) {
+    send(
+        brokers,
+        topic,
+        values.into_iter().map(|(p, value)| (Some(p), value)),
+    );
+}
+
+/// Sends each value to its partition, or (`None`) keyed by its position, and waits for Kafka's
+/// acknowledgements.
+fn send(brokers: &str, topic: &str, values: impl Iterator<Item = (Option<i32>, Vec<u8>)>) {
     let producer: ThreadedProducer<_> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    for (i, value) in values.into_iter().enumerate() {
+    for (i, (partition, value)) in values.enumerate() {
         let key = i.to_string();
         let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -191,11 +213,37 @@ const GROUP_OPTIONS: &str = r#"librdkafka_options = { "session.timeout.ms" = "60
 /// `kafka_extra` and `es_extra` are added to those tables.
 pub fn es_sink_config(
     setup: &Setup,
-    (brokers, topic, group): (&str, &str, &str),
+    consumer: (&str, &str, &str),
     (url, index): (&str, &str),
     kafka_extra: &str,
     es_extra: &str,
 ) -> PathBuf {
+    let section = format!(
+        r#"[elasticsearch]
+urls = ["{url}"]
+index = "{index}"
+linger_ms = 100
+retry_backoff_ms = 50
+retry_backoff_max_ms = 500
+{es_extra}
+"#
+    );
+    sink_config(setup, consumer, kafka_extra, &section)
+}
+
+/// Writes a sink's config: `[api]` on the setup's port, `[kafka]` reading `topic` as `group`
+/// (with fast commits and group timeouts unless `kafka_extra` sets them), then `section`.
+fn sink_config(
+    setup: &Setup,
+    (brokers, topic, group): (&str, &str, &str),
+    kafka_extra: &str,
+    section: &str,
+) -> PathBuf {
+    let commit = if kafka_extra.contains("commit_interval_ms") {
+        ""
+    } else {
+        "commit_interval_ms = 200\n"
+    };
     let text = format!(
         r#"shutdown_timeout_secs = 10
 [api]
@@ -206,20 +254,8 @@ group_id = "{group}"
 topics = ["{topic}"]
 {commit}{kafka_extra}
 {GROUP_OPTIONS}
-[elasticsearch]
-urls = ["{url}"]
-index = "{index}"
-linger_ms = 100
-retry_backoff_ms = 50
-retry_backoff_max_ms = 500
-{es_extra}
-"#,
+{section}"#,
         port = setup.api_port,
-        commit = if kafka_extra.contains("commit_interval_ms") {
-            ""
-        } else {
-            "commit_interval_ms = 200\n"
-        },
     );
     setup.write_config(&text)
 }
@@ -289,51 +325,18 @@ pub fn object_lines(objects: &std::collections::BTreeMap<String, Vec<u8>>) -> Ve
     lines
 }
 
-/// Produces `values` to `topic`, each to the partition given with it.
-pub fn produce_to(brokers: &str, topic: &str, values: impl IntoIterator<Item = (i32, Vec<u8>)>) {
-    let producer: ThreadedProducer<_> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    for (partition, value) in values {
-        let mut record = BaseRecord::<(), _>::to(topic)
-            .partition(partition)
-            .payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60)).expect("flush");
-}
-
 /// Writes a `logship-sink-s3` config reading `topic` as `group` into `url` (`s3://…` with
 /// moto's endpoint, or `file://…`); `kafka_extra` and `s3_extra` are added to those tables.
 pub fn s3_sink_config(
     setup: &Setup,
-    (brokers, topic, group): (&str, &str, &str),
+    consumer: (&str, &str, &str),
     url: &str,
     kafka_extra: &str,
     s3_extra: &str,
 ) -> PathBuf {
     let endpoint = std::env::var("LOGSHIP_TEST_S3_ENDPOINT").unwrap_or_default();
-    let text = format!(
-        r#"shutdown_timeout_secs = 10
-[api]
-address = "127.0.0.1:{port}"
-[kafka]
-brokers = ["{brokers}"]
-group_id = "{group}"
-topics = ["{topic}"]
-{commit}{kafka_extra}
-{GROUP_OPTIONS}
-[s3]
+    let section = format!(
+        r#"[s3]
 url = "{url}"
 endpoint = "{endpoint}"
 region = "us-east-1"
@@ -343,13 +346,7 @@ secret_access_key = "test"
 retry_backoff_ms = 50
 retry_backoff_max_ms = 500
 {s3_extra}
-"#,
-        port = setup.api_port,
-        commit = if kafka_extra.contains("commit_interval_ms") {
-            ""
-        } else {
-            "commit_interval_ms = 200\n"
-        },
+"#
     );
-    setup.write_config(&text)
+    sink_config(setup, consumer, kafka_extra, &section)
 }

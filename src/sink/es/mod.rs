@@ -21,7 +21,7 @@ pub async fn run(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     stopped: impl Future<Output = ()>,
 ) -> Result<(), SinkError> {
-    let es = config.elasticsearch;
+    let es = config.sink;
     let stages = Stages::start(&config.common, metrics, es.max_events).await?;
     let writer = Arc::new(writer::Writer {
         client: client::BulkClient::new(&es, stages.metrics.clone())?,

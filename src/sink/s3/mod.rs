@@ -23,7 +23,7 @@ pub async fn run(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     stopped: impl Future<Output = ()>,
 ) -> Result<(), SinkError> {
-    let s3 = config.s3;
+    let s3 = config.sink;
     let stages = Stages::start(&config.common, metrics, CHANNEL_RECORDS).await?;
     let uploader = Arc::new(writer::Uploader {
         store: store::open(&s3.target)?,
