@@ -303,3 +303,41 @@ fn two_sinks_share_the_partitions_and_a_rebalance_loses_nothing() {
         second.log_text()
     );
 }
+
+#[test]
+fn data_stream_mode_creates_and_a_replay_of_409s_counts_as_written() {
+    let (url, brokers) = (es_url(), brokers());
+    let topic = create_topic(&brokers, "es-stream", PARTITIONS);
+    let (stream, group) = (unique("stream"), unique("es-group"));
+    let (status, body) = es(
+        Method::PUT,
+        &format!("{url}/_index_template/{stream}"),
+        Some(json!({"index_patterns": [format!("{stream}*")], "data_stream": {}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    produce(&brokers, &topic, records(0, 1000));
+    let setup = Setup::new();
+    let config = es_sink_config(
+        &setup,
+        (&brokers, &topic, &group),
+        (&url, &stream),
+        "",
+        "mode = \"data_stream\"",
+    );
+    let sink = Agent::start_sink_es(&setup, &config);
+    wait_for_count(&url, &stream, 1000, Duration::from_secs(60));
+    wait_for_commits_at_end(&brokers, &group, &topic, PARTITIONS);
+    let (status, _) = sink.terminate(Duration::from_secs(20));
+    assert!(status.success());
+
+    reset_group(&brokers, &group, &topic, &[0; PARTITIONS as usize]);
+    let sink = Agent::start_sink_es(&setup, &config);
+    wait_for_commits_at_end(&brokers, &group, &topic, PARTITIONS);
+    let written = format!("logship_sink_records_written_total{{topic=\"{topic}\"}}");
+    assert_eq!(
+        sink.metric_value(&written),
+        1000.0,
+        "every 409 counts as written"
+    );
+    assert_eq!(es_count(&url, &stream), 1000, "and nothing was added");
+}
