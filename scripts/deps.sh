@@ -4,7 +4,7 @@
 # Extra package names as arguments are installed too (benches/vs_kcat.sh asks for kcat).
 set -euo pipefail
 
-packages=(build-essential pkg-config libssl-dev zlib1g-dev python3 python3-venv curl systemd systemd-journal-remote "$@")
+packages=(build-essential pkg-config libssl-dev zlib1g-dev python3 python3-venv curl systemd systemd-journal-remote nginx openssl "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

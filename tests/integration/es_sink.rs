@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::harness::{Agent, Setup, TopicReader, brokers, create_topic};
 use super::sink_harness::{
-    committed, end_offsets, es, es_count, es_sink_config, es_url, opensearch_url, produce,
-    reset_group, wait_for_commits_at_end, wait_for_count,
+    SecureProxy, committed, end_offsets, es, es_count, es_sink_config, es_url, opensearch_url,
+    produce, reset_group, wait_for_commits_at_end, wait_for_count,
 };
 
 const PARTITIONS: i32 = 3;
@@ -340,4 +340,85 @@ fn data_stream_mode_creates_and_a_replay_of_409s_counts_as_written() {
         "every 409 counts as written"
     );
     assert_eq!(es_count(&url, &stream), 1000, "and nothing was added");
+}
+
+#[test]
+fn tls_with_a_ca_file_and_basic_auth_or_an_api_key_through_a_real_proxy() {
+    let (url, brokers) = (es_url(), brokers());
+    let proxy = SecureProxy::start(&url, ("logship", "s3cret"), "a2V5OnZhbHVl");
+    let tls = format!(
+        "[elasticsearch.tls]\nca_file = \"{}\"\n",
+        proxy.ca.display()
+    );
+    for (label, auth) in [
+        ("basic", "username = \"logship\"\npassword = \"s3cret\""),
+        ("api-key", "api_key = \"a2V5OnZhbHVl\""),
+    ] {
+        let topic = create_topic(&brokers, &format!("es-{label}"), PARTITIONS);
+        let (index, group) = (unique(label), unique("es-group"));
+        produce(&brokers, &topic, records(0, 300));
+        let setup = Setup::new();
+        let extra = format!("{tls}[elasticsearch.auth]\n{auth}\n");
+        let config = es_sink_config(
+            &setup,
+            (&brokers, &topic, &group),
+            (&proxy.url, &index),
+            "",
+            &extra,
+        );
+        let sink = Agent::start_sink_es(&setup, &config);
+        wait_for_count(&url, &index, 300, Duration::from_secs(30));
+        wait_for_commits_at_end(&brokers, &group, &topic, PARTITIONS);
+        assert_eq!(sink.health().0, 200, "{label}: {}", sink.health().1);
+    }
+
+    // A wrong password is a 401: the sink holds everything and says so.
+    let topic = create_topic(&brokers, "es-401", PARTITIONS);
+    let (index, group) = (unique("denied"), unique("es-group"));
+    produce(&brokers, &topic, records(0, 100));
+    let setup = Setup::new();
+    let extra =
+        format!("{tls}[elasticsearch.auth]\nusername = \"logship\"\npassword = \"wrong\"\n");
+    let config = es_sink_config(
+        &setup,
+        (&brokers, &topic, &group),
+        (&proxy.url, &index),
+        "",
+        &extra,
+    );
+    let sink = Agent::start_sink_es(&setup, &config);
+    sink.wait_for_metric("logship_sink_blocked", 1.0, Duration::from_secs(30));
+    let (status, health) = sink.health();
+    assert_eq!(status, 503);
+    assert!(
+        health["blocked"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("401"),
+        "{health}"
+    );
+    assert_eq!(committed(&brokers, &group, &topic, PARTITIONS), vec![-1; 3]);
+    assert_eq!(es_count(&url, &index), 0);
+
+    // Without the CA file the proxy's certificate is not trusted: nothing is written either.
+    let topic = create_topic(&brokers, "es-untrusted", PARTITIONS);
+    let (index, group) = (unique("untrusted"), unique("es-group"));
+    produce(&brokers, &topic, records(0, 100));
+    let setup = Setup::new();
+    let extra = "[elasticsearch.auth]\napi_key = \"a2V5OnZhbHVl\"\n";
+    let config = es_sink_config(
+        &setup,
+        (&brokers, &topic, &group),
+        (&proxy.url, &index),
+        "",
+        extra,
+    );
+    let sink = Agent::start_sink_es(&setup, &config);
+    let transport = "logship_sink_retries_total{reason=\"transport\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sink.metric(transport).unwrap_or(0.0) < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "no TLS failure seen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(es_count(&url, &index), 0);
 }

@@ -350,3 +350,153 @@ retry_backoff_max_ms = 500
     );
     sink_config(setup, consumer, kafka_extra, &section)
 }
+
+/// nginx (a real reverse proxy, from scripts/deps.sh) in front of an Elasticsearch-API server,
+/// the way clusters are often exposed: TLS with a certificate from a CA of the test's own, and
+/// requests refused with 401 unless they carry `Basic <user:password>` or `ApiKey <key>`.
+pub struct SecureProxy {
+    child: std::process::Child,
+    /// `https://localhost:PORT`.
+    pub url: String,
+    /// The CA certificate (PEM) the proxy's certificate chains to.
+    pub ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SecureProxy {
+    pub fn start(upstream: &str, (user, password): (&str, &str), api_key: &str) -> Self {
+        use base64::Engine;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl (scripts/deps.sh installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=logship test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(
+            path("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ]);
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let port = super::harness::free_port();
+        let d = dir.path().display();
+        let conf = format!(
+            r#"daemon off;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{}}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    client_max_body_size 100m;
+    map $http_authorization $authorized {{
+        "Basic {basic}" 1;
+        "ApiKey {api_key}" 1;
+        default 0;
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {d}/server.pem;
+        ssl_certificate_key {d}/server.key;
+        location / {{
+            if ($authorized = 0) {{ return 401; }}
+            proxy_pass {upstream};
+        }}
+    }}
+}}
+"#
+        );
+        std::fs::write(path("nginx.conf"), conf).expect("nginx.conf");
+        let child = std::process::Command::new("nginx")
+            .args(["-c", &path("nginx.conf").display().to_string()])
+            .args([
+                "-p",
+                &d.to_string(),
+                "-e",
+                &path("error.log").display().to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx (scripts/deps.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen: {}",
+                std::fs::read_to_string(path("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            url: format!("https://localhost:{port}"),
+            ca: path("ca.pem"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for SecureProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
