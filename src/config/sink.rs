@@ -128,7 +128,8 @@ impl ConsumerConfig {
                 self.topics.clone()
             }
             (true, Some(pattern)) => {
-                let anchored = format!("^(?:{pattern})$");
+                // librdkafka's own regex engine knows groups but not `(?:`.
+                let anchored = format!("^({pattern})$");
                 regex::Regex::new(&anchored).map_err(|e| doc.error_at("kafka.topic_pattern", e))?;
                 vec![anchored]
             }

@@ -422,3 +422,22 @@ fn tls_with_a_ca_file_and_basic_auth_or_an_api_key_through_a_real_proxy() {
     }
     assert_eq!(es_count(&url, &index), 0);
 }
+
+#[test]
+fn a_topic_pattern_reads_every_matching_topic() {
+    let (url, brokers) = (es_url(), brokers());
+    let prefix = unique("es-pattern");
+    let topics: Vec<String> = (0..2).map(|_| create_topic(&brokers, &prefix, 1)).collect();
+    for topic in &topics {
+        produce(&brokers, topic, records(0, 200));
+    }
+    let (index, group) = (unique("pattern"), unique("es-group"));
+    let setup = Setup::new();
+    let pattern = format!("topic_pattern = \"{prefix}-.*\"");
+    let config = es_sink_config(&setup, (&brokers, "", &group), (&url, &index), &pattern, "");
+    let _sink = Agent::start_sink_es(&setup, &config);
+    wait_for_count(&url, &index, 400, Duration::from_secs(60));
+    for topic in &topics {
+        wait_for_commits_at_end(&brokers, &group, topic, 1);
+    }
+}

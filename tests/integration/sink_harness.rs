@@ -232,7 +232,8 @@ retry_backoff_max_ms = 500
 }
 
 /// Writes a sink's config: `[api]` on the setup's port, `[kafka]` reading `topic` as `group`
-/// (with fast commits and group timeouts unless `kafka_extra` sets them), then `section`.
+/// (unless `kafka_extra` sets a `topic_pattern`; with fast commits unless it sets
+/// `commit_interval_ms`, and short group timeouts), then `section`.
 fn sink_config(
     setup: &Setup,
     (brokers, topic, group): (&str, &str, &str),
@@ -244,6 +245,11 @@ fn sink_config(
     } else {
         "commit_interval_ms = 200\n"
     };
+    let topics = if kafka_extra.contains("topic_pattern") {
+        String::new()
+    } else {
+        format!("topics = [\"{topic}\"]\n")
+    };
     let text = format!(
         r#"shutdown_timeout_secs = 10
 [api]
@@ -251,8 +257,7 @@ address = "127.0.0.1:{port}"
 [kafka]
 brokers = ["{brokers}"]
 group_id = "{group}"
-topics = ["{topic}"]
-{commit}{kafka_extra}
+{topics}{commit}{kafka_extra}
 {GROUP_OPTIONS}
 {section}"#,
         port = setup.api_port,
