@@ -15,6 +15,7 @@ mod journald;
 mod memory;
 mod mock_cluster;
 mod outages;
+mod packaging;
 mod pipeline;
 mod rotation;
 mod s3_sink;
