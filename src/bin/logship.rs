@@ -56,8 +56,12 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => return config_error("logship", path, &error),
     };
+    let risks = config.risks();
     match cli.command {
         Command::Validate { .. } => {
+            for risk in &risks {
+                eprintln!("logship: warning: {risk}");
+            }
             let files = config
                 .sources
                 .values()
@@ -73,10 +77,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Test { .. } => run_tests(&config),
-        Command::Run { .. } => match run(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => logship::cli::failed("logship", &error),
-        },
+        Command::Run { .. } => {
+            for risk in &risks {
+                tracing::warn!("risky setting: {risk}");
+            }
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => logship::cli::failed("logship", &error),
+            }
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod journald_source;
 mod kafka;
 mod memory;
 mod pipeline;
+mod risks;
 mod s3_sink;
 mod sink;
 mod spool;

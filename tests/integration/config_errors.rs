@@ -162,3 +162,34 @@ fn journald_mistakes_name_their_key() {
         assert_config_rejected(&text, key);
     }
 }
+
+#[test]
+fn validate_warns_about_settings_that_lose_data_by_design() {
+    let quiet = run_config("validate", VALID);
+    assert!(quiet.status.success());
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("warning"),
+        "the defaults are safe"
+    );
+    let risky = VALID.replace(
+        "include = [\"/var/log/app/*.log\"]",
+        "include = [\"/var/log/app/*.log\"]\nread_from = \"end\"",
+    ) + "oversize = \"drop\"\nretry_max_elapsed_secs = 60\n[spool]\nwhen_full = \"drop_newest\"\n";
+    let out = run_config("validate", &risky);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "warnings do not fail validation: {stderr}"
+    );
+    for key in [
+        "sources.app.read_from = \"end\"",
+        "spool.when_full = \"drop_newest\"",
+        "kafka.retry_max_elapsed_secs",
+        "kafka.oversize = \"drop\"",
+    ] {
+        assert!(
+            stderr.contains(&format!("warning: {key}")),
+            "no warning for {key}: {stderr}"
+        );
+    }
+}
