@@ -51,3 +51,63 @@ fn systemd_units_verify_cleanly_and_are_hardened() {
         assert!(stderr.trim().is_empty(), "{unit} has warnings: {stderr}");
     }
 }
+
+/// Metric names the code defines: the string constants in the two metrics modules.
+fn defined_metrics() -> std::collections::BTreeSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let names = regex::Regex::new(r#""(logship_[a-z0-9_]+)""#).expect("regex");
+    ["src/metrics.rs", "src/sink/metrics.rs"]
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(root.join(file)).expect("metrics module");
+            names
+                .captures_iter(&text)
+                .map(|c| c[1].to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_dashboard_and_alert_rules_name_only_metrics_the_code_defines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging");
+    let defined = defined_metrics();
+    let used = regex::Regex::new(r"logship_[a-z0-9_]+").expect("regex");
+    let dashboard =
+        std::fs::read_to_string(root.join("grafana/logship-dashboard.json")).expect("dashboard");
+    let alerts =
+        std::fs::read_to_string(root.join("prometheus/logship-alerts.yml")).expect("alert rules");
+    for (file, text) in [("dashboard", &dashboard), ("alerts", &alerts)] {
+        for name in used.find_iter(text).map(|m| m.as_str()) {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| defined.contains(*base))
+                .unwrap_or(name);
+            assert!(
+                defined.contains(base),
+                "{file} uses {name}, which no code defines"
+            );
+        }
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let queries = panels
+        .iter()
+        .filter_map(|p| p["targets"].as_array())
+        .flatten()
+        .count();
+    assert!(queries >= 15, "{queries} queries");
+    for alert in [
+        "LogshipNoDelivery",
+        "LogshipSpoolFilling",
+        "LogshipDeadLettersRising",
+        "LogshipSinkLagGrowing",
+        "LogshipSinkBlocked",
+    ] {
+        assert!(
+            alerts.contains(&format!("alert: {alert}")),
+            "no {alert} rule"
+        );
+    }
+}
