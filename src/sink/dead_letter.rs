@@ -78,7 +78,7 @@ impl DeadLetters {
                 Ok(_) => {
                     self.metrics.dead_lettered(record.topic(), status, reason);
                     if failed {
-                        self.health.set_blocked(None);
+                        self.health.unblock();
                     }
                     record.finish();
                     return;
@@ -92,7 +92,7 @@ impl DeadLetters {
                     failed = true;
                     self.metrics.retried("dead_letter", 1, &error);
                     self.health
-                        .set_blocked(Some(format!("dead letters to {topic} fail: {error}")));
+                        .block(format!("dead letters to {topic} fail: {error}"));
                     tokio::time::sleep(backoff.next_wait()).await;
                 }
             }

@@ -5,15 +5,34 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use metrics::{Gauge, gauge};
 use serde::Serialize;
 
+use super::metrics::BLOCKED;
+use crate::metrics::LogLimiter;
+
 /// Shared health state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SinkHealth {
     kafka_reachable: AtomicBool,
     partitions: AtomicUsize,
     /// Why writes are blocked, while they are.
     blocked: Mutex<Option<String>>,
+    /// `logship_sink_blocked`, kept in step with `blocked`.
+    blocked_gauge: Gauge,
+    log: LogLimiter,
+}
+
+impl Default for SinkHealth {
+    fn default() -> Self {
+        Self {
+            kafka_reachable: AtomicBool::new(false),
+            partitions: AtomicUsize::new(0),
+            blocked: Mutex::new(None),
+            blocked_gauge: gauge!(BLOCKED),
+            log: LogLimiter::per_minute(12),
+        }
+    }
 }
 
 /// What /health answers.
@@ -35,16 +54,28 @@ impl SinkHealth {
         self.partitions.store(assigned, Ordering::Relaxed);
     }
 
-    /// Writes are blocked for `reason`, or (`None`) go through again.
-    pub fn set_blocked(&self, reason: Option<String>) {
-        *self.blocked.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+    /// Writes are refused in a way retrying alone may not fix: /health turns red with `reason`,
+    /// `logship_sink_blocked` reads 1, and a rate-limited error says why.
+    pub fn block(&self, reason: String) {
+        if self.log.allow() {
+            tracing::error!(%reason, "destination refuses writes; holding every record until it takes them");
+        }
+        self.blocked_gauge.set(1.0);
+        *self.blocked.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
     }
 
-    pub fn is_blocked(&self) -> bool {
-        self.blocked
+    /// Writes go through (again).
+    pub fn unblock(&self) {
+        if self
+            .blocked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .take()
             .is_some()
+        {
+            tracing::info!("destination takes writes again");
+            self.blocked_gauge.set(0.0);
+        }
     }
 
     pub fn report(&self) -> SinkHealthReport {
@@ -84,11 +115,11 @@ mod tests {
         assert!(!health.report().healthy, "no broker answered yet");
         health.set_kafka_reachable(true);
         assert!(health.report().healthy);
-        health.set_blocked(Some("403 security_exception".into()));
+        health.block("403 security_exception".into());
         let report = health.report();
         assert!(!report.healthy);
         assert_eq!(report.blocked.as_deref(), Some("403 security_exception"));
-        health.set_blocked(None);
+        health.unblock();
         assert!(health.report().healthy);
     }
 }

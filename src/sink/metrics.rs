@@ -99,7 +99,6 @@ pub struct SinkMetrics {
     pub request_duration: Histogram,
     pub request_bytes: Counter,
     pub splits: Counter,
-    pub blocked: Gauge,
     pub paused: Gauge,
     pub commit_errors: Counter,
     log: LogLimiter,
@@ -118,7 +117,6 @@ impl SinkMetrics {
             request_duration: histogram!(REQUEST_DURATION),
             request_bytes: counter!(REQUEST_BYTES),
             splits: counter!(BATCH_SPLITS),
-            blocked: gauge!(BLOCKED),
             paused: gauge!(CONSUMER_PAUSED),
             commit_errors: counter!(COMMIT_ERRORS),
             log: LogLimiter::per_minute(12),
@@ -143,14 +141,6 @@ impl SinkMetrics {
         counter!(RETRIES, "reason" => reason).increment(records);
         if self.log.allow() {
             tracing::warn!(reason, records, %error, "write failed; retrying with backoff");
-        }
-    }
-
-    /// Writes are refused until an operator acts.
-    pub fn blocked(&self, reason: &str) {
-        self.blocked.set(1.0);
-        if self.log.allow() {
-            tracing::error!(%reason, "destination refuses writes; holding every record until it takes them");
         }
     }
 

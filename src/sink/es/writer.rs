@@ -206,7 +206,7 @@ impl Writer {
                     tokio::time::sleep(backoff.next_wait()).await;
                 }
                 Answer::Blocked { status, detail } => {
-                    self.block(format!("{status}: {detail}"));
+                    self.health.block(format!("{status}: {detail}"));
                     tokio::time::sleep(backoff.next_wait()).await;
                 }
             }
@@ -238,22 +238,11 @@ impl Writer {
             }
         }
         match blocked {
-            Some(reason) => self.block(reason),
-            None => {
-                if self.health.is_blocked() {
-                    tracing::info!("destination takes writes again");
-                }
-                self.health.set_blocked(None);
-                self.metrics.blocked.set(0.0);
-            }
+            Some(reason) => self.health.block(reason),
+            None => self.health.unblock(),
         }
         while dead_letters.join_next().await.is_some() {}
         again
-    }
-
-    fn block(&self, reason: String) {
-        self.metrics.blocked(&reason);
-        self.health.set_blocked(Some(reason));
     }
 }
 

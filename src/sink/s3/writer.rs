@@ -123,11 +123,7 @@ impl Uploader {
                     if let Some(first) = records.first() {
                         self.metrics.written(first.topic(), records.len() as u64);
                     }
-                    if self.health.is_blocked() {
-                        tracing::info!("uploads go through again");
-                        self.health.set_blocked(None);
-                        self.metrics.blocked.set(0.0);
-                    }
+                    self.health.unblock();
                     for record in records {
                         record.finish();
                     }
@@ -138,9 +134,8 @@ impl Uploader {
                     self.metrics
                         .retried("transport", records.len() as u64, &error);
                     // Retrying alone may not fix it (credentials, a missing bucket): say so.
-                    self.metrics.blocked(&error.to_string());
                     self.health
-                        .set_blocked(Some(format!("upload of {key} failed: {error}")));
+                        .block(format!("upload of {key} failed: {error}"));
                     tokio::time::sleep(backoff.next_wait()).await;
                 }
             }
