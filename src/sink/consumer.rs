@@ -123,6 +123,9 @@ fn poll_loop(
     let mut pending: VecDeque<Record> = VecDeque::new();
     let mut last_commit = Instant::now();
     let mut behind_since: Option<Instant> = None;
+    // The claim of the last record: records come in runs per partition, so most need no
+    // lookup in the shared map (a lock and a key allocation).
+    let mut last: Option<Arc<Claim>> = None;
     while !stop.is_cancelled() {
         if !hand_over(&mut pending, &records) {
             break;
@@ -148,10 +151,18 @@ fn poll_loop(
         match consumer.poll(wait) {
             Some(Ok(message)) => {
                 context.health.set_kafka_reachable(true);
-                let Some(claim) = context.claim(message.topic(), message.partition()) else {
-                    continue;
+                let (topic, partition) = (message.topic(), message.partition());
+                let cached = last
+                    .as_ref()
+                    .filter(|c| c.partition == partition && &*c.topic == topic && !c.is_revoked());
+                let claim = match cached {
+                    Some(claim) => Arc::clone(claim),
+                    None => match context.claim(topic, partition) {
+                        Some(claim) => Arc::clone(last.insert(claim)),
+                        None => continue,
+                    },
                 };
-                context.metrics.read(message.topic());
+                claim.counters.read.increment(1);
                 pending.push_back(claim.track(
                     message.offset(),
                     message.timestamp().to_millis(),
@@ -372,7 +383,9 @@ impl ConsumerContext for SinkContext {
             for p in partitions.elements() {
                 claims
                     .entry((p.topic().to_owned(), p.partition()))
-                    .or_insert_with(|| Claim::new(p.topic(), p.partition()));
+                    .or_insert_with(|| {
+                        Claim::new(p.topic(), p.partition(), self.metrics.topic(p.topic()))
+                    });
             }
             self.health.set_partitions(claims.len());
             drop(claims);

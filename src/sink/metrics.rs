@@ -92,6 +92,23 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     Ok(handle)
 }
 
+/// Counters of one topic's records, held by each of its partitions' claims.
+#[derive(Debug, Clone)]
+pub struct TopicCounters {
+    pub read: Counter,
+    pub written: Counter,
+}
+
+impl Default for TopicCounters {
+    /// Counters that count nowhere (unit tests).
+    fn default() -> Self {
+        Self {
+            read: Counter::noop(),
+            written: Counter::noop(),
+        }
+    }
+}
+
 /// Handles the sinks' stages use.
 #[derive(Debug, Clone)]
 pub struct SinkMetrics {
@@ -123,12 +140,13 @@ impl SinkMetrics {
         }
     }
 
-    pub fn read(&self, topic: &str) {
-        counter!(RECORDS_READ, "topic" => topic.to_owned()).increment(1);
-    }
-
-    pub fn written(&self, topic: &str, records: u64) {
-        counter!(RECORDS_WRITTEN, "topic" => topic.to_owned()).increment(records);
+    /// The per-topic counters of a partition's records, looked up once per assignment rather
+    /// than once per record.
+    pub fn topic(&self, topic: &str) -> TopicCounters {
+        TopicCounters {
+            read: counter!(RECORDS_READ, "topic" => topic.to_owned()),
+            written: counter!(RECORDS_WRITTEN, "topic" => topic.to_owned()),
+        }
     }
 
     pub fn answered(&self, status: u16) {

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::metrics::TopicCounters;
 use crate::ack::{AckToken, AckTracker};
 
 /// No offset to commit yet.
@@ -21,6 +22,8 @@ pub const NOTHING: i64 = -1;
 pub struct Claim {
     pub topic: Arc<str>,
     pub partition: i32,
+    /// Its topic's read and written counters.
+    pub counters: TopicCounters,
     tracker: Arc<AckTracker<i64>>,
     /// Records handed to the writer and not yet finished or dropped.
     in_writer: AtomicUsize,
@@ -33,10 +36,11 @@ pub struct Claim {
 }
 
 impl Claim {
-    pub fn new(topic: &str, partition: i32) -> Arc<Self> {
+    pub fn new(topic: &str, partition: i32, counters: TopicCounters) -> Arc<Self> {
         Arc::new(Self {
             topic: Arc::from(topic),
             partition,
+            counters,
             tracker: AckTracker::new(NOTHING),
             in_writer: AtomicUsize::new(0),
             committed: AtomicI64::new(NOTHING),
@@ -225,7 +229,7 @@ mod tests {
 
     #[test]
     fn the_commit_position_is_past_the_finished_prefix_only() {
-        let claim = Claim::new("logs", 0);
+        let claim = Claim::new("logs", 0, TopicCounters::default());
         let records: Vec<Record> = (10..13)
             .map(|offset| {
                 let mut record = claim.track(offset, None, None, Vec::new());

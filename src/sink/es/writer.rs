@@ -221,7 +221,7 @@ impl Writer {
         for (doc, verdict) in part.into_iter().zip(verdicts) {
             match verdict {
                 Verdict::Written => {
-                    self.metrics.written(doc.record.topic(), 1);
+                    doc.record.claim.counters.written.increment(1);
                     doc.record.finish();
                 }
                 Verdict::Retry => again.push(doc),
@@ -257,7 +257,7 @@ mod tests {
             template: IndexTemplate::parse("logs-{{ service }}-%Y.%m.%d").expect("template"),
             fallback: Some(IndexTemplate::parse("unrouted-%Y.%m").expect("fallback")),
         };
-        let claim = Claim::new("logs", 0);
+        let claim = Claim::new("logs", 0, Default::default());
         let index = |indexer: &mut Indexer, value: &str, kafka_time: Option<i64>| {
             let record = claim.track(0, kafka_time, None, value.as_bytes().to_vec());
             indexer.doc(record).index

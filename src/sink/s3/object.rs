@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn the_same_records_make_the_same_key_and_bytes() {
-        let claim = Claim::new("logs", 3);
+        let claim = Claim::new("logs", 3, Default::default());
         let first = build(&claim);
         let second = build(&claim);
         assert_eq!(

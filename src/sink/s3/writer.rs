@@ -121,7 +121,7 @@ impl Uploader {
                     self.metrics.request_bytes.increment(bytes.len() as u64);
                     self.metrics.answered(200);
                     if let Some(first) = records.first() {
-                        self.metrics.written(first.topic(), records.len() as u64);
+                        first.claim.counters.written.increment(records.len() as u64);
                     }
                     self.health.unblock();
                     for record in records {
