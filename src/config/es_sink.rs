@@ -215,12 +215,12 @@ impl EsConfig {
                 return Err(at(key, &"must be positive"));
             }
         }
-        if self.retry_backoff_ms == 0 || self.retry_backoff_ms > self.retry_backoff_max_ms {
-            return Err(at(
-                "retry_backoff_ms",
-                &"must be positive and at most retry_backoff_max_ms",
-            ));
-        }
+        let (retry_backoff, retry_backoff_max) = super::retry_backoff(
+            doc,
+            "elasticsearch",
+            self.retry_backoff_ms,
+            self.retry_backoff_max_ms,
+        )?;
         let credentials = match &self.auth {
             None => None,
             Some(EsAuth {
@@ -282,8 +282,8 @@ impl EsConfig {
             max_in_flight: self.max_in_flight,
             gzip: self.gzip,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
-            retry_backoff: Duration::from_millis(self.retry_backoff_ms),
-            retry_backoff_max: Duration::from_millis(self.retry_backoff_max_ms),
+            retry_backoff,
+            retry_backoff_max,
             credentials,
             ca_pem,
             verify_hostname,

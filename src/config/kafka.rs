@@ -579,12 +579,12 @@ impl KafkaConfig {
         if self.stall_secs == 0 {
             return Err(doc.error_at("kafka.stall_secs", "must be positive"));
         }
-        if self.retry_backoff_ms == 0 || self.retry_backoff_ms > self.retry_backoff_max_ms {
-            return Err(doc.error_at(
-                "kafka.retry_backoff_ms",
-                "must be positive and at most retry_backoff_max_ms",
-            ));
-        }
+        let (retry_backoff, retry_backoff_max) = super::retry_backoff(
+            doc,
+            "kafka",
+            self.retry_backoff_ms,
+            self.retry_backoff_max_ms,
+        )?;
         client
             .set("message.max.bytes", self.max_message_bytes.to_string())
             .set("retry.backoff.ms", self.retry_backoff_ms.to_string())
@@ -646,8 +646,8 @@ impl KafkaConfig {
         Ok(KafkaSettings {
             records,
             stall_after: std::time::Duration::from_secs(self.stall_secs),
-            retry_backoff: std::time::Duration::from_millis(self.retry_backoff_ms),
-            retry_backoff_max: std::time::Duration::from_millis(self.retry_backoff_max_ms),
+            retry_backoff,
+            retry_backoff_max,
             spool_after: std::time::Duration::from_millis(self.message_timeout_ms),
             give_up_after: self
                 .retry_max_elapsed_secs

@@ -246,6 +246,26 @@ impl Config {
     }
 }
 
+/// `<section>.retry_backoff_ms` and `retry_backoff_max_ms` as waits: the first must be positive
+/// and at most the longest.
+fn retry_backoff(
+    doc: &Document<'_>,
+    section: &str,
+    first_ms: u64,
+    max_ms: u64,
+) -> Result<(Duration, Duration), ConfigError> {
+    if first_ms == 0 || first_ms > max_ms {
+        return Err(doc.error_at(
+            &format!("{section}.retry_backoff_ms"),
+            "must be positive and at most retry_backoff_max_ms",
+        ));
+    }
+    Ok((
+        Duration::from_millis(first_ms),
+        Duration::from_millis(max_ms),
+    ))
+}
+
 /// Reads a configuration file.
 fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

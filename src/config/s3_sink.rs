@@ -206,12 +206,8 @@ impl S3Config {
                 &format!("must be at least {MIN_PART_BYTES} (S3's smallest part)"),
             ));
         }
-        if self.retry_backoff_ms == 0 || self.retry_backoff_ms > self.retry_backoff_max_ms {
-            return Err(at(
-                "retry_backoff_ms",
-                &"must be positive and at most retry_backoff_max_ms",
-            ));
-        }
+        let (retry_backoff, retry_backoff_max) =
+            super::retry_backoff(doc, "s3", self.retry_backoff_ms, self.retry_backoff_max_ms)?;
         Ok(S3Settings {
             target,
             prefix,
@@ -220,8 +216,8 @@ impl S3Config {
             max_bytes: self.max_bytes,
             part_bytes: self.multipart_part_bytes,
             max_in_flight: self.max_in_flight,
-            retry_backoff: Duration::from_millis(self.retry_backoff_ms),
-            retry_backoff_max: Duration::from_millis(self.retry_backoff_max_ms),
+            retry_backoff,
+            retry_backoff_max,
         })
     }
 }
