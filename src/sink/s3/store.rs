@@ -7,7 +7,7 @@ use std::sync::Arc;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, WriteMultipart};
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
 
 use crate::config::Target;
 
@@ -73,17 +73,20 @@ pub fn open(target: &Target) -> Result<Arc<dyn ObjectStore>, StoreError> {
 pub async fn put(
     store: &dyn ObjectStore,
     key: &str,
-    bytes: Vec<u8>,
+    payload: &PutPayload,
     part_bytes: usize,
 ) -> Result<(), object_store::Error> {
     let path = Path::from(key);
-    if bytes.len() <= part_bytes {
-        store.put(&path, bytes.into()).await?;
+    if payload.content_length() <= part_bytes {
+        // A payload is shared buffers: cloning it copies no bytes.
+        store.put(&path, payload.clone()).await?;
         return Ok(());
     }
     let upload = store.put_multipart(&path).await?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, part_bytes);
-    writer.put(bytes.into());
+    for chunk in payload.iter() {
+        writer.put(chunk.clone());
+    }
     writer.finish().await?;
     Ok(())
 }

@@ -104,6 +104,8 @@ impl Uploader {
             bytes,
             records,
         } = object;
+        let size = bytes.len() as u64;
+        let payload = object_store::PutPayload::from(bytes);
         let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
         loop {
             if records.first().is_some_and(Record::is_revoked) {
@@ -111,14 +113,13 @@ impl Uploader {
                 return;
             }
             let started = std::time::Instant::now();
-            let result =
-                store::put(self.store.as_ref(), &key, bytes.clone(), self.part_bytes).await;
+            let result = store::put(self.store.as_ref(), &key, &payload, self.part_bytes).await;
             self.metrics
                 .request_duration
                 .record(started.elapsed().as_secs_f64());
             match result {
                 Ok(()) => {
-                    self.metrics.request_bytes.increment(bytes.len() as u64);
+                    self.metrics.request_bytes.increment(size);
                     self.metrics.answered(200);
                     if let Some(first) = records.first() {
                         first.claim.counters.written.increment(records.len() as u64);
