@@ -30,8 +30,6 @@ use crate::source::journald::JournaldSource;
 const CHANNEL_BATCHES: usize = 4;
 /// How often the brokers are asked for metadata, for /health.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
-/// How often histogram samples are drained into their buckets when nobody scrapes /metrics.
-const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Part of `shutdown_timeout` kept for the final checkpoints (at most a quarter of it).
 const FINAL_CHECKPOINT_RESERVE: Duration = Duration::from_secs(2);
 
@@ -67,18 +65,7 @@ pub async fn run(
     )?);
 
     let api_stop = CancellationToken::new();
-    // The recorder keeps each histogram sample until it is drained: by a scrape, or here, so an
-    // agent nobody scrapes does not grow by 8 bytes per delivered record.
-    let upkeep = tokio::spawn({
-        let metrics = metrics.clone();
-        async move {
-            let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
-            loop {
-                tick.tick().await;
-                metrics.run_upkeep();
-            }
-        }
-    });
+    let upkeep = crate::metrics::spawn_upkeep(metrics.clone());
     let (bound, serve) = api::bind(
         config.api_address,
         metrics,

@@ -41,9 +41,6 @@ use health::SinkHealth;
 use metrics::SinkMetrics;
 use record::Record;
 
-/// How often histogram upkeep runs for /metrics.
-const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
-
 /// How long the writer and the dead-letter producer get after the consumer closed.
 const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
@@ -88,16 +85,7 @@ impl Stages {
     ) -> Result<Self, SinkError> {
         let metrics = SinkMetrics::new();
         let health = Arc::new(SinkHealth::default());
-        let upkeep = tokio::spawn({
-            let handle = handle.clone();
-            async move {
-                let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
-                loop {
-                    tick.tick().await;
-                    handle.run_upkeep();
-                }
-            }
-        });
+        let upkeep = crate::metrics::spawn_upkeep(handle.clone());
         let api_stop = CancellationToken::new();
         let (bound, serve) = crate::api::bind(
             common.api_address,
