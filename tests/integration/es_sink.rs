@@ -24,6 +24,18 @@ fn records(from: usize, count: usize) -> impl Iterator<Item = Vec<u8>> {
     })
 }
 
+/// Waits (up to 60 s) until `index` holds at least `count` documents: the sink is mid-way.
+fn wait_for_at_least(url: &str, index: &str, count: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while es_count(url, index) < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than {count} written"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A unique lower-case name for an index and a group.
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), rand::random::<u32>())
@@ -254,11 +266,7 @@ fn kill_9_mid_batch_then_restart_leaves_each_record_once() {
         "max_events = 250\nmax_in_flight = 4",
     );
     let sink = Agent::start_sink_es(&setup, &config);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while es_count(&url, &index) < 5000 {
-        assert!(std::time::Instant::now() < deadline, "nothing written");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_at_least(&url, &index, 5000);
     sink.kill9();
     let at_kill = es_count(&url, &index);
     assert!(at_kill < 50_000, "killed before the end ({at_kill})");
@@ -285,11 +293,7 @@ fn two_sinks_share_the_partitions_and_a_rebalance_loses_nothing() {
         )
     };
     let first = Agent::start_sink_es(&first_setup, &config(&first_setup));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while es_count(&url, &index) < 3000 {
-        assert!(std::time::Instant::now() < deadline, "nothing written");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_at_least(&url, &index, 3000);
     let second_setup = Setup::new();
     let second = Agent::start_sink_es(&second_setup, &config(&second_setup));
     produce(&brokers, &topic, records(30_000, 10_000));
