@@ -10,6 +10,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::ConfigError;
+use crate::pipeline::steps::Load;
 
 /// A value inside the document, kept with its span until it is deserialized.
 pub type Node<'i> = Spanned<DeValue<'i>>;
@@ -105,6 +106,36 @@ impl<'i> Document<'i> {
 
     fn line_of_span(&self, span: Option<Range<usize>>) -> Option<usize> {
         span.map(|s| self.line_of_offset(s.start))
+    }
+}
+
+/// One node, deserialized into the type a dispatcher on its `type` key asks for (a step, a
+/// source), with the document's strict, path-keeping deserializer.
+pub struct Loader<'a, 'i> {
+    doc: &'a Document<'i>,
+    node: Option<Node<'i>>,
+    prefix: &'a str,
+}
+
+impl<'a, 'i> Loader<'a, 'i> {
+    pub fn new(doc: &'a Document<'i>, node: Node<'i>, prefix: &'a str) -> Self {
+        Self {
+            doc,
+            node: Some(node),
+            prefix,
+        }
+    }
+}
+
+impl Load for Loader<'_, '_> {
+    type Error = ConfigError;
+
+    fn load<T: DeserializeOwned>(&mut self) -> Result<T, ConfigError> {
+        let node = self
+            .node
+            .take()
+            .ok_or_else(|| self.doc.error_at(self.prefix, "loaded twice"))?;
+        self.doc.deserialize(node, self.prefix)
     }
 }
 

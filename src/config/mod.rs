@@ -15,6 +15,8 @@ mod journald_source;
 mod kafka;
 mod memory;
 mod pipeline;
+#[cfg(test)]
+mod reference;
 mod risks;
 mod s3_sink;
 mod sink;
@@ -30,6 +32,7 @@ use toml::de::DeValue;
 
 use crate::pipeline::Pipeline;
 use crate::pipeline::cases::TestCase;
+use crate::pipeline::steps::Load;
 
 pub use document::Document;
 pub use es_sink::{Credentials, EsSettings, EsSinkConfig};
@@ -326,29 +329,44 @@ fn sources_settings(
             None => return Err(doc.error_at(&format!("{prefix}.type"), "required key is missing")),
         };
         let node = toml::Spanned::new(span, DeValue::Table(fields));
-        let settings = match kind.as_str() {
-            "file" => {
-                let raw: FileSourceConfig = doc.deserialize(node, &prefix)?;
-                SourceSettings::File(raw.settings(doc, &prefix)?)
-            }
-            "journald" => {
-                let raw: JournaldSourceConfig = doc.deserialize(node, &prefix)?;
-                SourceSettings::Journald(raw.settings(doc, &prefix)?)
-            }
-            "http" => {
-                let raw: HttpSourceConfig = doc.deserialize(node, &prefix)?;
-                SourceSettings::Http(raw.settings(doc, &prefix)?)
-            }
-            other => {
-                return Err(doc.error_at(
-                    &format!("{prefix}.type"),
-                    format!("unknown source type `{other}`, expected one of: file, journald, http"),
-                ));
-            }
+        let mut loader = document::Loader::new(doc, node, &prefix);
+        let Some(settings) = source(&kind, &mut loader, doc, &prefix) else {
+            return Err(doc.error_at(
+                &format!("{prefix}.type"),
+                format!(
+                    "unknown source type `{kind}`, expected one of: {}",
+                    SOURCE_TYPES.join(", ")
+                ),
+            ));
         };
-        out.insert(id, settings);
+        out.insert(id, settings?);
     }
     Ok(out)
+}
+
+/// Every source type, as written in `type = "…"`.
+const SOURCE_TYPES: &[&str] = &["file", "journald", "http"];
+
+/// Loads a source of type `kind` with `loader` and checks it; `None` for an unknown type. The
+/// loader is a parameter so that `reference` can walk every type's keys with the same dispatch.
+fn source<L: Load<Error = ConfigError>>(
+    kind: &str,
+    loader: &mut L,
+    doc: &Document<'_>,
+    prefix: &str,
+) -> Option<Result<SourceSettings, ConfigError>> {
+    Some(match kind {
+        "file" => loader
+            .load::<FileSourceConfig>()
+            .and_then(|raw| raw.settings(doc, prefix).map(SourceSettings::File)),
+        "journald" => loader
+            .load::<JournaldSourceConfig>()
+            .and_then(|raw| raw.settings(doc, prefix).map(SourceSettings::Journald)),
+        "http" => loader
+            .load::<HttpSourceConfig>()
+            .and_then(|raw| raw.settings(doc, prefix).map(SourceSettings::Http)),
+        _ => return None,
+    })
 }
 
 /// `[[tests]]`: each case names a pipeline that exists.

@@ -4,13 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
 use toml::de::DeValue;
 
 use super::ConfigError;
-use super::document::{Document, Node};
+use super::document::{Document, Loader, Node};
 use crate::pipeline::condition::Condition;
-use crate::pipeline::steps::{self, Load, STEP_TYPES};
+use crate::pipeline::steps::{self, STEP_TYPES};
 use crate::pipeline::{OnError, Pipeline, Stage, known};
 
 /// Builds every pipeline. `dead_letter_topic` is `[kafka] dead_letter_topic`, which
@@ -70,25 +69,6 @@ pub fn pipelines(
     Ok(out)
 }
 
-/// Deserializes a step's own keys with the document's strict, path-keeping deserializer.
-struct StepLoader<'a, 'i> {
-    doc: &'a Document<'i>,
-    node: Option<Node<'i>>,
-    prefix: &'a str,
-}
-
-impl<'i> Load for StepLoader<'_, 'i> {
-    type Error = ConfigError;
-
-    fn load<T: DeserializeOwned>(&mut self) -> Result<T, ConfigError> {
-        let node = self
-            .node
-            .take()
-            .ok_or_else(|| self.doc.error_at(self.prefix, "step loaded twice"))?;
-        self.doc.deserialize(node, self.prefix)
-    }
-}
-
 fn stage(
     doc: &Document<'_>,
     item: Node<'_>,
@@ -112,11 +92,7 @@ fn stage(
     let when = string("when")?;
     let on_error = string("on_error")?;
     let node = toml::Spanned::new(span, DeValue::Table(fields));
-    let mut loader = StepLoader {
-        doc,
-        node: Some(node),
-        prefix,
-    };
+    let mut loader = Loader::new(doc, node, prefix);
     let step = match steps::build(&kind, &mut loader) {
         Some(built) => {
             built?.map_err(|e| doc.error_at(&format!("{prefix}.{}", e.key), e.reason))?

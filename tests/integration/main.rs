@@ -13,6 +13,7 @@ mod harness;
 mod http_source;
 mod journald;
 mod memory;
+mod metrics_reference;
 mod mock_cluster;
 mod outages;
 mod packaging;
