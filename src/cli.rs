@@ -1,5 +1,5 @@
 //! What the three binaries' command lines share: the log format flag, logging setup, the exit
-//! code for an invalid configuration, and the async runtime.
+//! code for an invalid configuration, the async runtime, and signals.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -61,6 +61,30 @@ pub async fn signalled() {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// The agent's signals (SIGTERM, SIGINT: stop; SIGHUP: reload) as they arrive. When they cannot
+/// be watched, that is logged and none ever comes: the agent runs until killed. Call it first
+/// thing in the runtime: until then SIGHUP's default action ends the process.
+pub fn agent_signals() -> tokio::sync::mpsc::Receiver<crate::shutdown::Signal> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    match crate::shutdown::Signals::new() {
+        Ok(mut signals) => {
+            tokio::spawn(async move {
+                loop {
+                    let signal = signals.next().await;
+                    if tx.send(signal).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for signals; running until killed");
+            tokio::spawn(async move { tx.closed().await });
+        }
+    }
+    rx
 }
 
 /// Ends the process after a runtime failure: logged, on stderr, exit 1.

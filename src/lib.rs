@@ -21,8 +21,8 @@
 //! - `api`: the HTTP server for /metrics and /health.
 //! - `backoff`: exponential backoff with jitter.
 //! - `cli`: what the binaries' command lines share.
-//! - `shutdown`: SIGTERM / SIGINT.
-//! - `agent`: wires the stages together and drains them in order on shutdown.
+//! - `shutdown`: SIGTERM / SIGINT (drain), SIGHUP (reload).
+//! - `agent`: wires the stages together, applies reloads, and drains them in order on shutdown.
 //! - `sink`: the sink binaries' consumer group, dead letters, and writers (Elasticsearch, S3).
 
 pub mod ack;

@@ -71,7 +71,9 @@ fn value_bytes(value: &Value) -> usize {
 pub struct MemoryBudget(Arc<Inner>);
 
 struct Inner {
-    limit: usize,
+    /// Set once at start, and again when a reload adds or removes sources (their read buffers
+    /// come out of the same `memory_limit_bytes`).
+    limit: AtomicUsize,
     used: AtomicUsize,
     /// Woken when bytes are given back.
     freed: Notify,
@@ -83,7 +85,7 @@ impl MemoryBudget {
     pub fn new(limit: usize) -> Self {
         gauge!(MEMORY_EVENTS_BUDGET).set(limit as f64);
         Self(Arc::new(Inner {
-            limit,
+            limit: AtomicUsize::new(limit),
             used: AtomicUsize::new(0),
             freed: Notify::new(),
             charged: gauge!(MEMORY_CHARGED),
@@ -102,7 +104,8 @@ impl MemoryBudget {
             // Registered before the check, so a release between the two is not missed.
             freed.as_mut().enable();
             let mut used = inner.used.load(Ordering::Acquire);
-            while used == 0 || used + bytes <= inner.limit {
+            let limit = inner.limit.load(Ordering::Acquire);
+            while used == 0 || used + bytes <= limit {
                 match inner.used.compare_exchange_weak(
                     used,
                     used + bytes,
@@ -124,6 +127,14 @@ impl MemoryBudget {
             }
             freed.await;
         }
+    }
+
+    /// A new limit, from a reloaded configuration. Charges held stay; a smaller limit makes the
+    /// next charges wait until they are given back, a larger one lets waiting sources go on.
+    pub fn set_limit(&self, limit: usize) {
+        gauge!(MEMORY_EVENTS_BUDGET).set(limit as f64);
+        self.0.limit.store(limit, Ordering::Release);
+        self.0.freed.notify_waiters();
     }
 
     /// Bytes charged now.
@@ -251,6 +262,22 @@ mod tests {
         let small = went_on(waiting).await;
         assert_eq!(budget.charged(), 900);
         drop((grown, small));
+        assert_eq!(budget.charged(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_larger_limit_lets_a_waiting_charge_go_on() {
+        let budget = MemoryBudget::new(1000);
+        let held = budget.charge(800).await;
+        let waiting = waiting_charge(&budget, 400).await;
+        budget.set_limit(1200);
+        let next = went_on(waiting).await;
+        assert_eq!(budget.charged(), 1200);
+        budget.set_limit(500);
+        drop(next);
+        let waiting = waiting_charge(&budget, 100).await;
+        drop(held);
+        drop(went_on(waiting).await);
         assert_eq!(budget.charged(), 0);
     }
 

@@ -64,6 +64,9 @@ pub const PIPELINE_CONTAINER_LINES_TRUNCATED: &str =
 pub const MEMORY_EVENTS_BUDGET: &str = "logship_memory_events_budget_bytes";
 pub const MEMORY_CHARGED: &str = "logship_memory_events_bytes";
 pub const MEMORY_WAITS: &str = "logship_memory_waits_total";
+pub const CONFIG_RELOADS: &str = "logship_config_reloads_total";
+pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "logship_config_last_reload_success";
+pub const CONFIG_LAST_RELOAD_TIMESTAMP: &str = "logship_config_last_reload_timestamp_seconds";
 
 /// Installs the Prometheus recorder for this process and describes every metric.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
@@ -236,6 +239,18 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         KAFKA_QUEUE_FULL_WAITS,
         "Times the producer queue was full and the producer waited for delivery reports."
     );
+    describe_counter!(
+        CONFIG_RELOADS,
+        "Configuration reloads (SIGHUP), by result: applied, rejected (invalid or not applicable; the running configuration stays), failed (partly applied: a source could not start again)."
+    );
+    describe_gauge!(
+        CONFIG_LAST_RELOAD_SUCCESS,
+        "1 when the last reload (or the start) applied its configuration, 0 when it did not."
+    );
+    describe_gauge!(
+        CONFIG_LAST_RELOAD_TIMESTAMP,
+        "Unix time of the last reload attempt (or of the start)."
+    );
     Ok(handle)
 }
 
@@ -264,6 +279,82 @@ impl LogLimiter {
     /// True when this occurrence may be logged.
     pub fn allow(&self) -> bool {
         self.0.check().is_ok()
+    }
+}
+
+/// How a configuration reload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    Applied = 0,
+    /// Invalid, or could not be applied: the running configuration stays as it was.
+    Rejected = 1,
+    /// Applied in part: a source could not start with its new settings and is not running.
+    Failed = 2,
+}
+
+impl ReloadResult {
+    pub const ALL: [Self; 3] = [Self::Applied, Self::Rejected, Self::Failed];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Handles for configuration reloads; each result's counter, gauges and log line come from
+/// `reloaded`, so they cannot drift.
+#[derive(Debug, Clone)]
+pub struct ReloadMetrics {
+    reloads: [Counter; 3],
+    last_success: Gauge,
+    last_timestamp: Gauge,
+}
+
+impl ReloadMetrics {
+    /// The handles (in `ReloadResult::ALL` order, which is discriminant order), with the start
+    /// counted as a successful load (as Prometheus does), so an
+    /// alert on `logship_config_last_reload_success == 0` means a reload did not apply.
+    pub fn new() -> Self {
+        let metrics = Self {
+            reloads: ReloadResult::ALL
+                .map(|result| counter!(CONFIG_RELOADS, "result" => result.label())),
+            last_success: gauge!(CONFIG_LAST_RELOAD_SUCCESS),
+            last_timestamp: gauge!(CONFIG_LAST_RELOAD_TIMESTAMP),
+        };
+        metrics.stamp(true);
+        metrics
+    }
+
+    /// A reload ended with `result`; `what` says what changed or why it did not.
+    pub fn reloaded(&self, result: ReloadResult, what: &dyn std::fmt::Display) {
+        self.reloads[result as usize].increment(1);
+        self.stamp(result == ReloadResult::Applied);
+        match result {
+            ReloadResult::Applied => tracing::info!("configuration reloaded: {what}"),
+            ReloadResult::Rejected => {
+                tracing::error!(
+                    "configuration reload rejected, the running configuration stays: {what}"
+                );
+            }
+            ReloadResult::Failed => tracing::error!("configuration reload applied in part: {what}"),
+        }
+    }
+
+    fn stamp(&self, success: bool) {
+        self.last_success.set(if success { 1.0 } else { 0.0 });
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_timestamp.set(now);
+    }
+}
+
+impl Default for ReloadMetrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

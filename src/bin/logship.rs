@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent until SIGTERM or SIGINT.
+    /// Run the agent until SIGTERM or SIGINT; SIGHUP loads the configuration file again.
     Run {
         /// Configuration file.
         #[arg(short, long)]
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
             for risk in &risks {
                 tracing::warn!("risky setting: {risk}");
             }
-            match run(config) {
+            match run(config, path.clone()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => logship::cli::failed("logship", &error),
             }
@@ -116,11 +116,12 @@ fn run_tests(config: &Config) -> ExitCode {
     }
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let runtime = logship::cli::runtime("logship")?;
     let result = runtime.block_on(async {
+        let signals = logship::cli::agent_signals();
         let metrics = logship::metrics::install().context("cannot install the metrics recorder")?;
-        logship::agent::run(config, metrics, logship::cli::signalled())
+        logship::agent::run(config, path, metrics, signals)
             .await
             .context("agent failed")
     });

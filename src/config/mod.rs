@@ -5,7 +5,10 @@
 //! check semantics (globs compile, the data directory is writable, brokers are `host:port`) and
 //! build the typed settings the agent runs with. Every error names the key path, the line where
 //! the key exists in the text, and the reason; the binary exits 78 (EX_CONFIG) on any of them.
+//! A reload (SIGHUP) goes through the same `load`; `changes` says what differs from the running
+//! configuration.
 
+mod changes;
 mod document;
 mod es_sink;
 mod file_source;
@@ -34,6 +37,7 @@ use crate::pipeline::Pipeline;
 use crate::pipeline::cases::TestCase;
 use crate::pipeline::steps::Load;
 
+pub use changes::{Changes, Written};
 pub use document::Document;
 pub use es_sink::{Credentials, EsSettings, EsSinkConfig};
 pub use file_source::{
@@ -181,6 +185,8 @@ pub struct Config {
     pub spool: Option<SpoolSettings>,
     /// How `memory_limit_bytes` is shared out.
     pub memory: MemoryPlan,
+    /// The text's sections as written, which a reload compares (`Changes`).
+    pub written: Written,
 }
 
 impl Config {
@@ -245,6 +251,7 @@ impl Config {
             kafka,
             spool,
             memory,
+            written: Written::parse(&text),
         })
     }
 }

@@ -169,9 +169,18 @@ impl Pipeline {
 
     /// Events held past their time (partial container lines), through the rest of the pipeline.
     pub fn flush_expired(&mut self, now: std::time::Instant) -> Vec<Event> {
+        self.flush(|step| step.flush_expired(now))
+    }
+
+    /// Every event held, through the rest of the pipeline: the source stopped.
+    pub fn flush_all(&mut self) -> Vec<Event> {
+        self.flush(Step::flush_all)
+    }
+
+    fn flush(&mut self, mut held: impl FnMut(&mut Step) -> Vec<Event>) -> Vec<Event> {
         let mut out = Vec::new();
         for index in 0..self.stages.len() {
-            for event in self.stages[index].step.flush_expired(now) {
+            for event in held(&mut self.stages[index].step) {
                 out.extend(self.process_from(event, index + 1).into_event());
             }
         }
@@ -208,7 +217,10 @@ const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs batches from `rx` through `pipeline` into `tx` until `rx` closes or `tx` is gone, and
 /// ships held events whose time ran out. A full `tx` waits, so backpressure reaches the source.
-/// Events still held when `rx` closes (shutdown) are dropped unsettled: read again after restart.
+/// When `rx` closes (the source stopped) the events still held go on as they are: at a reload the
+/// producer still runs and delivers them, so the source's drain ends and its checkpoint passes
+/// them (the rest of such a line, read after the restart, is an event of its own); at shutdown
+/// the producer has stopped, they stay unsettled and are read again after the restart.
 /// A batch keeps its memory charge through the pipeline.
 pub async fn run(mut pipeline: Pipeline, mut rx: mpsc::Receiver<Batch>, tx: mpsc::Sender<Batch>) {
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);
@@ -222,7 +234,14 @@ pub async fn run(mut pipeline: Pipeline, mut rx: mpsc::Receiver<Batch>, tx: mpsc
                     charge.resize(charge_for(&events));
                     Batch { events, charge }
                 }
-                None => return,
+                None => {
+                    let held = pipeline.flush_all();
+                    if !held.is_empty() {
+                        // Gone unsettled if the producer has stopped: read again after restart.
+                        let _ = tx.send(Batch::uncharged(held)).await;
+                    }
+                    return;
+                }
             },
             _ = tick.tick() => Batch::uncharged(pipeline.flush_expired(std::time::Instant::now())),
         };
@@ -339,5 +358,28 @@ mod tests {
         event.ack.take().expect("token").settle();
         assert_eq!(tracker.outstanding(), 0, "both parts settled");
         assert!(p.flush_expired(later).is_empty(), "shipped once");
+    }
+
+    #[tokio::test]
+    async fn parts_held_when_the_source_stops_go_on_so_its_drain_can_end() {
+        let tracker = AckTracker::new(0u64);
+        let p = pipeline(r#"{ type = "parse_container" }"#);
+        let (source_tx, rx) = mpsc::channel(4);
+        let (tx, mut producer_rx) = mpsc::channel(4);
+        let task = tokio::spawn(run(p, rx, tx));
+        let parts = ["2026-11-22T10:00:00Z stdout P held "];
+        source_tx
+            .send(Batch::uncharged(lines(&tracker, &parts)))
+            .await
+            .expect("send");
+        drop(source_tx);
+        task.await.expect("pipeline task");
+        let batch = producer_rx.recv().await.expect("the held part went on");
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(batch.events[0].message.as_deref(), Some("held "));
+        for mut event in batch.events {
+            event.ack.take().expect("token").settle();
+        }
+        assert_eq!(tracker.outstanding(), 0);
     }
 }

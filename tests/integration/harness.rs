@@ -699,6 +699,12 @@ impl Agent {
         self.child.wait().expect("wait");
     }
 
+    /// Sends SIGHUP: the agent loads its configuration file again.
+    pub fn reload(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    }
+
     /// Sends SIGTERM and waits for the exit, up to `timeout`.
     pub fn terminate(mut self, timeout: Duration) -> (ExitStatus, Duration) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);

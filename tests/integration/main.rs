@@ -18,6 +18,7 @@ mod mock_cluster;
 mod outages;
 mod packaging;
 mod pipeline;
+mod reload;
 mod rotation;
 mod s3_sink;
 mod sink_config;

@@ -44,6 +44,16 @@ fn systemd_units_verify_cleanly_and_are_hardened() {
         ] {
             assert!(text.contains(required), "{unit} lacks `{required}`");
         }
+        if *binary == "logship" {
+            // `systemctl reload` validates first, then asks the agent to reload (SIGHUP).
+            let validate = text
+                .find("ExecReload=/usr/bin/logship validate -c /etc/logship/logship.toml\n")
+                .expect("ExecReload validates first");
+            let hup = text
+                .find("ExecReload=/bin/kill -HUP $MAINPID\n")
+                .expect("ExecReload sends SIGHUP");
+            assert!(validate < hup, "validate before SIGHUP");
+        }
         let local = dir.path().join(unit);
         let pointed = text.replace(&format!("/usr/bin/{binary} "), &format!("{built} "));
         std::fs::write(&local, pointed).expect("write unit");
@@ -94,6 +104,7 @@ fn the_dashboard_and_alert_rules_name_only_metrics_the_code_defines() {
         "LogshipDeadLettersRising",
         "LogshipSinkLagGrowing",
         "LogshipSinkBlocked",
+        "LogshipConfigReloadFailed",
     ] {
         assert!(
             alerts.contains(&format!("alert: {alert}")),

@@ -305,6 +305,14 @@ impl Step {
             _ => Vec::new(),
         }
     }
+
+    /// Every event the step holds, whatever its time: the input ended.
+    pub fn flush_all(&mut self) -> Vec<Event> {
+        match self {
+            Step::ParseContainer(s) => s.flush_all(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Parses a field path from a step's settings, naming `key` on failure.

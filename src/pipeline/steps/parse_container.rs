@@ -211,8 +211,18 @@ impl ParseContainer {
             .filter(|(_, w)| now.duration_since(w.since) >= timeout)
             .map(|(key, _)| key.clone())
             .collect();
+        self.ship(expired, "partial container line shipped after its timeout")
+    }
+
+    /// Every part held, as events: the source stopped, so their ends will not come in this run.
+    pub fn flush_all(&mut self) -> Vec<Event> {
+        let keys: Vec<_> = self.partials.keys().cloned().collect();
+        self.ship(keys, "partial container line shipped as its source stopped")
+    }
+
+    fn ship(&mut self, keys: Vec<(Arc<str>, &'static str)>, why: &'static str) -> Vec<Event> {
         let mut out = Vec::new();
-        for key in expired {
+        for key in keys {
             let Some(mut waiting) = self.partials.remove(&key) else {
                 continue;
             };
@@ -222,7 +232,7 @@ impl ParseContainer {
             let mut event = waiting.first;
             // The event was parsed before it waited; only the text and stream are left to set.
             if self.finish(&mut event, time, key.1, text).is_ok() {
-                tracing::debug!(file = %key.0, stream = key.1, "partial container line shipped after its timeout");
+                tracing::debug!(file = %key.0, stream = key.1, "{why}");
                 out.push(event);
             }
         }

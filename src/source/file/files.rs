@@ -78,6 +78,11 @@ impl FileSet {
         }
     }
 
+    /// Events read and not settled yet (or waiting behind one that is not), over every file.
+    pub fn outstanding(&self) -> usize {
+        self.files.iter().map(|f| f.tracker.outstanding()).sum()
+    }
+
     /// Whether the set of files changed since the last `checkpoint`.
     pub fn needs_checkpoint(&self) -> bool {
         self.dirty

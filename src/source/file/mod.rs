@@ -41,13 +41,32 @@ use files::FileSet;
 /// Longest wait between two passes over all files for their timeouts.
 const MAINTAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Signals that steer a source through shutdown.
+/// How often a stopped source looks whether everything it handed on is settled.
+const SETTLED_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Signals that steer a source through shutdown, or through its restart at a reload.
 #[derive(Debug, Clone)]
 pub struct SourceControl {
     /// Stop reading and sending.
     pub stop: CancellationToken,
-    /// Deliveries are drained (or timed out): write the final checkpoint and return.
+    /// Stop waiting for deliveries (they are drained, or timed out): write the final checkpoint
+    /// and return.
     pub finish: CancellationToken,
+}
+
+impl SourceControl {
+    /// After `stop`: returns once `unsettled()` reads 0, every event the source handed on being
+    /// settled so that its final checkpoint covers all it sent, or at `finish`. A source that
+    /// returns early tells the agent it is drained: at a reload, the restarted source then
+    /// resumes exactly after what was delivered.
+    pub async fn settled(&self, unsettled: impl Fn() -> usize) {
+        while unsettled() > 0 {
+            tokio::select! {
+                _ = self.finish.cancelled() => return,
+                _ = tokio::time::sleep(SETTLED_POLL) => {}
+            }
+        }
+    }
 }
 
 /// A file source, ready to run.
@@ -64,6 +83,9 @@ pub struct FileSource {
     files: FileSet,
     /// Charged for every batch before it is sent.
     memory: MemoryBudget,
+    /// Events read but never handed on because the source stopped: the newest of their files,
+    /// tracked and never settled.
+    unsent: usize,
 }
 
 /// Where a running source's batches and checkpoints go, and what wakes it.
@@ -156,12 +178,13 @@ impl FileSource {
             metrics,
             files,
             memory,
+            unsent: 0,
         }
     }
 
-    /// Reads until `control.stop`, then waits for `control.finish` and writes the final
-    /// checkpoint. Spent memory budget or full channel: the send waits, so reading stops
-    /// (backpressure).
+    /// Reads until `control.stop`, then waits until what it sent is settled (or
+    /// `control.finish`) and writes the final checkpoint. Spent memory budget or full channel:
+    /// the send waits, so reading stops (backpressure).
     pub async fn run(mut self, tx: mpsc::Sender<Batch>, control: SourceControl) {
         let store = self
             .store
@@ -235,8 +258,16 @@ impl FileSource {
         }
         let Outlet { tx, writer, .. } = out;
         drop(tx);
-        control.finish.cancelled().await;
+        // The events never sent are the newest of their trackers, so once everything sent is
+        // settled, what is outstanding is exactly those.
+        let (files, unsent) = (&self.files, self.unsent);
+        control
+            .settled(|| files.outstanding().saturating_sub(unsent))
+            .await;
         writer.finish(self.files.checkpoint()).await;
+        // A source a reload removed must not show its files on /metrics for ever.
+        self.metrics.files_open.set(0.0);
+        self.metrics.files_watched.set(0.0);
     }
 
     /// Hands the checkpoint to the writer if a position moved, and schedules the next one.
@@ -277,7 +308,10 @@ impl FileSource {
         loop {
             tokio::select! {
                 biased;
-                _ = out.stop.cancelled() => return false,
+                _ = out.stop.cancelled() => {
+                    self.unsent += batch.len() + std::mem::take(&mut self.deferred).len();
+                    return false;
+                }
                 room = &mut reserve => match room {
                     Ok((charge, permit)) => {
                         permit.send(Batch { events: batch, charge });
@@ -288,7 +322,10 @@ impl FileSource {
                         batch = std::mem::take(&mut self.deferred);
                         reserve.set(wait_for_room(charge_for(&batch)));
                     }
-                    Err(_) => return false,
+                    Err(_) => {
+                        self.unsent += batch.len() + std::mem::take(&mut self.deferred).len();
+                        return false;
+                    }
                 },
                 _ = tokio::time::sleep_until(out.next_checkpoint) => self.publish_checkpoint(out),
                 _ = out.wakeups.notify.notified() => {
@@ -327,5 +364,124 @@ fn load_or_set_aside(store: &CheckpointStore, source: &str) -> Checkpoint {
             }
             Checkpoint::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Config, SourceSettings};
+
+    const LINES: usize = 5000;
+
+    /// A source over `dir/*.log` reading 4 KiB a turn (many batches), and its data directory.
+    fn source(dir: &Path) -> (FileSource, std::path::PathBuf) {
+        let lines: String = (0..LINES).map(|i| format!("line {i:05}\n")).collect();
+        std::fs::write(dir.join("a.log"), lines).expect("write");
+        let data = dir.join("data");
+        let text = format!(
+            "data_dir = \"{}\"\n[sources.app]\ntype = \"file\"\ninclude = [\"{}/*.log\"]\n\
+             max_read_bytes = 4096\npoll_interval_ms = 10\n[kafka]\n\
+             brokers = [\"127.0.0.1:9\"]\ntopic = \"logs\"\n",
+            data.display(),
+            dir.display()
+        );
+        let config = Config::from_toml(&text, &|_| None).expect("valid");
+        let Some(SourceSettings::File(settings)) = config.sources.into_values().next() else {
+            panic!("a file source");
+        };
+        let memory = MemoryBudget::new(1 << 30);
+        (FileSource::new("app", settings, &data, "h", memory), data)
+    }
+
+    fn control() -> SourceControl {
+        SourceControl {
+            stop: CancellationToken::new(),
+            finish: CancellationToken::new(),
+        }
+    }
+
+    /// Runs the source into a channel of one batch, takes one batch (so one more waits in the
+    /// channel and a third in `send`), stops it, and returns every event it sent.
+    async fn stopped_while_blocked(
+        source: FileSource,
+        control: &SourceControl,
+    ) -> (tokio::task::JoinHandle<()>, Vec<Event>) {
+        let (tx, mut rx) = mpsc::channel(1);
+        let task = tokio::spawn(source.run(tx, control.clone()));
+        let mut sent = rx.recv().await.expect("a batch").events;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        control.stop.cancel();
+        while let Some(batch) = rx.recv().await {
+            sent.extend(batch.events);
+        }
+        assert!(sent.len() < LINES, "the source stopped before the end");
+        (task, sent)
+    }
+
+    fn end_of(event: &Event) -> u64 {
+        let start = event.origin.as_ref().expect("file origin").offset;
+        start + event.message.as_ref().expect("line").len() as u64 + 1
+    }
+
+    fn checkpointed(data: &Path) -> Vec<u64> {
+        let checkpoint = CheckpointStore::new(data, "app")
+            .load()
+            .expect("checkpoint");
+        checkpoint.files.values().map(|f| f.offset).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_source_returns_once_all_it_sent_is_settled_and_checkpoints_its_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (source, data) = source(dir.path());
+        let control = control();
+        let (task, mut sent) = stopped_while_blocked(source, &control).await;
+        let mut last = sent.pop().expect("events");
+        for mut event in sent {
+            event.ack.take().expect("token").settle();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !task.is_finished(),
+            "the last event sent is not settled yet"
+        );
+        let end = end_of(&last);
+        last.ack.take().expect("token").settle();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("drained without being told to finish: the unsent batch does not count")
+            .expect("source task");
+        assert_eq!(checkpointed(&data), [end], "the end of what it sent");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finish_ends_a_drain_with_the_checkpoint_at_the_oldest_unsettled_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (source, data) = source(dir.path());
+        let control = control();
+        let (task, sent) = stopped_while_blocked(source, &control).await;
+        let mut sent = sent.into_iter();
+        let mut settled_end = 0;
+        for mut event in sent.by_ref().take(10) {
+            settled_end = end_of(&event);
+            event.ack.take().expect("token").settle();
+        }
+        let unsettled: Vec<Event> = sent.collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!task.is_finished(), "waits for what it sent");
+        control.finish.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("finish ends the wait")
+            .expect("source task");
+        assert_eq!(
+            checkpointed(&data),
+            [settled_end],
+            "only what was delivered"
+        );
+        drop(unsettled);
     }
 }

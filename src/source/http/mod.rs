@@ -46,8 +46,10 @@ struct Shared {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// `max_concurrent_requests` permits: bodies in memory at once.
     requests: Semaphore,
-    /// Cancelled when the agent stops: requests waiting for delivery get 503.
-    stop: tokio_util::sync::CancellationToken,
+    /// Cancelled when the agent stops waiting for deliveries: requests still waiting get 503.
+    /// Not at `stop`: while the producer runs (a reload, or the flush at shutdown) a request
+    /// whose events are delivered still gets its 200, so its client sends nothing twice.
+    finish: tokio_util::sync::CancellationToken,
 }
 
 impl HttpSource {
@@ -75,7 +77,7 @@ impl HttpSource {
                 metrics: HttpSourceMetrics::new(id),
                 limiter,
                 requests,
-                stop: control.stop.clone(),
+                finish: control.finish.clone(),
             }),
         })
     }
@@ -84,8 +86,9 @@ impl HttpSource {
         self.listener.local_addr()
     }
 
-    /// Serves until `control.stop`, then waits for `control.finish` (nothing to checkpoint: a
-    /// client whose request was not answered 200 sends it again).
+    /// Serves until `control.stop`: the port is released at once, requests under way are
+    /// answered (their delivery waited for until `control.finish`), then it returns. Nothing to
+    /// checkpoint: a client whose request was not answered 200 sends it again.
     pub async fn run(self, control: SourceControl) {
         let path = self.state.settings.path.clone();
         let app = Router::new()
@@ -119,8 +122,6 @@ impl HttpSource {
         if let Err(error) = served {
             tracing::error!(%error, "HTTP source stopped serving");
         }
-        drop(self.state);
-        control.finish.cancelled().await;
     }
 }
 
@@ -269,7 +270,7 @@ impl Shared {
         self.metrics.events_read.increment(count as u64);
         if self.settings.ack == HttpAck::Delivered {
             let delivered = tokio::select! {
-                _ = self.stop.cancelled() => false,
+                _ = self.finish.cancelled() => false,
                 done = tokio::time::timeout(self.settings.ack_timeout, countdown.settled()) => done.is_ok(),
             };
             if !delivered {

@@ -59,6 +59,9 @@ pub struct JournaldSource {
     tracker: Arc<Tracker>,
     /// The newest entry read: where journalctl resumes when it is started again in this run.
     read: Option<String>,
+    /// Entries tracked since the last batch was handed on: when the source stops, the events
+    /// among them are never sent, and the filtered ones wait behind those in the tracker.
+    tracked_unsent: usize,
 }
 
 /// How one run of journalctl ended.
@@ -98,19 +101,21 @@ impl JournaldSource {
             store,
             tracker: AckTracker::new(cursor.clone()),
             read: cursor,
+            tracked_unsent: 0,
         }
     }
 
-    /// Reads until `control.stop`, then waits for `control.finish` and writes the final
-    /// checkpoint.
+    /// Reads until `control.stop`, then waits until what it sent is settled (or
+    /// `control.finish`) and writes the final checkpoint.
     pub async fn run(mut self, tx: mpsc::Sender<Batch>, control: SourceControl) {
         let store = std::mem::replace(&mut self.store, CursorStore::new(Path::new(""), ""));
+        let done = CancellationToken::new();
         let writer = tokio::spawn(write_checkpoints(
             Arc::clone(&self.tracker),
             store,
             self.settings.checkpoint_interval,
             self.metrics.clone(),
-            control.finish.clone(),
+            done.clone(),
         ));
         let mut backoff = self.settings.restart_backoff;
         while let Ended::Exited { entries } = self.follow(&tx, &control.stop).await {
@@ -129,7 +134,13 @@ impl JournaldSource {
         }
         self.metrics.reader_up.set(0.0);
         drop(tx);
-        control.finish.cancelled().await;
+        // Once everything sent is settled, only the entries since the last batch handed on can
+        // be outstanding.
+        let (tracker, unsent) = (&self.tracker, self.tracked_unsent);
+        control
+            .settled(|| tracker.outstanding().saturating_sub(unsent))
+            .await;
+        done.cancel();
         if let Err(error) = writer.await {
             tracing::error!(source = %self.id, %error, "checkpoint writer failed before the final checkpoint");
         }
@@ -232,6 +243,7 @@ impl JournaldSource {
             self.metrics.entry_dropped("too_large", length, &detail);
             if let Some(cursor) = cursor {
                 self.read = Some(cursor.clone());
+                self.tracked_unsent += 1;
                 self.tracker.track(Some(cursor)).settle();
             }
             return None;
@@ -249,6 +261,7 @@ impl JournaldSource {
             }
         };
         self.read = Some(entry.cursor.clone());
+        self.tracked_unsent += 1;
         let token = self.tracker.track(Some(entry.cursor));
         let Some(mut event) = entry.event else {
             token.settle();
@@ -267,7 +280,7 @@ impl JournaldSource {
     /// Sends one batch, waiting while the memory budget is spent or the channel is full. False
     /// when the source must stop.
     async fn send(
-        &self,
+        &mut self,
         tx: &mpsc::Sender<Batch>,
         events: Vec<Event>,
         stop: &CancellationToken,
@@ -282,6 +295,8 @@ impl JournaldSource {
             room = room => match room {
                 Ok((charge, permit)) => {
                     permit.send(Batch { events, charge });
+                    // Every entry tracked so far is handed on or settled.
+                    self.tracked_unsent = 0;
                     true
                 }
                 Err(_) => false,
@@ -313,18 +328,18 @@ async fn log_stderr(stderr: impl AsyncRead + Unpin, source: String, last: Arc<Mu
     }
 }
 
-/// Writes the delivered cursor every `interval`, off the read loop, and once more at `finish`.
+/// Writes the delivered cursor every `interval`, off the read loop, and once more at `done`.
 async fn write_checkpoints(
     tracker: Arc<Tracker>,
     store: CursorStore,
     interval: Duration,
     metrics: JournaldMetrics,
-    finish: CancellationToken,
+    done: CancellationToken,
 ) {
     let store = Arc::new(Mutex::new(store));
     loop {
         let last = tokio::select! {
-            _ = finish.cancelled() => true,
+            _ = done.cancelled() => true,
             _ = tokio::time::sleep(interval) => false,
         };
         if let Some(cursor) = tracker.position() {
