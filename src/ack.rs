@@ -37,6 +37,13 @@ pub struct AckToken {
 
 trait Settle: Send + Sync + std::fmt::Debug {
     fn settle(&self, seq: u64);
+
+    /// Settles several events of this stream at once.
+    fn settle_many(&self, seqs: &[u64]) {
+        for &seq in seqs {
+            self.settle(seq);
+        }
+    }
 }
 
 impl<P: Clone + Send + std::fmt::Debug + 'static> AckTracker<P> {
@@ -84,12 +91,20 @@ impl<P: Clone + Send + std::fmt::Debug + 'static> AckTracker<P> {
 
 impl<P: Clone + Send + std::fmt::Debug + 'static> Settle for AckTracker<P> {
     fn settle(&self, seq: u64) {
+        self.settle_many(&[seq]);
+    }
+
+    /// One lock for all of them: the delivery reports of one produce request are mostly of one
+    /// file.
+    fn settle_many(&self, seqs: &[u64]) {
         let mut state = self.lock();
-        let Some(index) = seq.checked_sub(state.front_seq) else {
-            return;
-        };
-        if let Some(entry) = state.pending.get_mut(index as usize) {
-            entry.1 = true;
+        for &seq in seqs {
+            let Some(index) = seq.checked_sub(state.front_seq) else {
+                continue;
+            };
+            if let Some(entry) = state.pending.get_mut(index as usize) {
+                entry.1 = true;
+            }
         }
         while state.pending.front().is_some_and(|(_, settled)| *settled) {
             if let Some((end, _)) = state.pending.pop_front() {
@@ -155,6 +170,33 @@ impl AckToken {
         self.settle.settle(self.seq);
         for token in self.absorbed {
             token.settle();
+        }
+    }
+
+    /// Settles every token, taking each tracker's lock once per run of tokens that share it.
+    pub fn settle_all(tokens: impl IntoIterator<Item = AckToken>) {
+        let mut run: Vec<u64> = Vec::new();
+        let mut current: Option<Arc<dyn Settle>> = None;
+        for AckToken {
+            settle,
+            seq,
+            absorbed,
+        } in tokens
+        {
+            if current.as_ref().is_some_and(|c| !Arc::ptr_eq(c, &settle)) {
+                if let Some(done) = current.take() {
+                    done.settle_many(&run);
+                }
+                run.clear();
+            }
+            current.get_or_insert(settle);
+            run.push(seq);
+            for token in absorbed {
+                token.settle();
+            }
+        }
+        if let Some(done) = current {
+            done.settle_many(&run);
         }
     }
 
@@ -238,6 +280,33 @@ mod tests {
         }
         handles.into_iter().for_each(|h| h.join().unwrap());
         assert_eq!(tracker.position(), 10_000);
+    }
+
+    #[test]
+    fn settling_all_at_once_settles_each_tracker() {
+        let a = AckTracker::new(0u64);
+        let b = AckTracker::new(0u64);
+        let (countdown, mut counted) = Countdown::new(1);
+        let held = a.track(5);
+        let tokens = vec![
+            a.track(10),
+            b.track(7),
+            b.track(9),
+            counted.pop().expect("token"),
+            a.track(20),
+        ];
+        AckToken::settle_all(tokens);
+        assert_eq!(b.position(), 9);
+        assert_eq!(a.position(), 0, "the first of a is not settled");
+        assert_eq!(a.outstanding(), 3);
+        assert_eq!(
+            countdown
+                .remaining
+                .load(std::sync::atomic::Ordering::Acquire),
+            0
+        );
+        held.settle();
+        assert_eq!(a.position(), 20);
     }
 
     #[test]

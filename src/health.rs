@@ -124,13 +124,20 @@ impl Health {
 
     /// A record's delivery report arrived `at`; `delivered` is false when it failed.
     pub fn reported(&self, delivered: bool, at: Instant) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         if delivered {
-            let ms = self.ms(at);
-            self.last_progress_ms.store(ms, Ordering::Relaxed);
-            self.last_delivery_ms.store(ms, Ordering::Relaxed);
-            self.kafka_reachable.store(true, Ordering::Relaxed);
+            self.delivered(1, at);
+        } else {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// `records` delivery reports of success arrived by `at`.
+    pub fn delivered(&self, records: usize, at: Instant) {
+        self.in_flight.fetch_sub(records as i64, Ordering::Relaxed);
+        let ms = self.ms(at);
+        self.last_progress_ms.store(ms, Ordering::Relaxed);
+        self.last_delivery_ms.store(ms, Ordering::Relaxed);
+        self.kafka_reachable.store(true, Ordering::Relaxed);
     }
 
     /// Records wait in librdkafka and none was delivered for `limit`.

@@ -92,7 +92,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     );
     describe_histogram!(
         KAFKA_DELIVERY_LATENCY,
-        "Seconds from handing a record to librdkafka to its acknowledgement (or rejection)."
+        "Seconds from the producer taking a record (waits for room in librdkafka's queue included) to its acknowledgement (or rejection)."
     );
     describe_gauge!(
         KAFKA_IN_FLIGHT_BYTES,

@@ -127,7 +127,13 @@ impl Agent {
 
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let memory = MemoryBudget::new(usize::try_from(config.memory.events).unwrap_or(usize::MAX));
-        let mut sources = Sources::new(tx, memory, Arc::clone(&health), config.data_dir.clone());
+        let mut sources = Sources::new(
+            tx,
+            producer.encoder(),
+            memory,
+            Arc::clone(&health),
+            config.data_dir.clone(),
+        );
         let mut prepared = Vec::with_capacity(config.sources.len());
         for (id, settings) in &config.sources {
             prepared.push((id, sources.prepare(id, settings, &config.pipelines).await?));

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::{AgentError, CHANNEL_BATCHES};
 use crate::config::SourceSettings;
 use crate::health::Health;
+use crate::kafka::{Encoder, RecordBatch};
 use crate::memory::{Batch, MemoryBudget};
 use crate::pipeline::{self, Pipeline};
 use crate::source::file::{FileSource, SourceControl};
@@ -55,8 +56,10 @@ pub struct Sources {
     running: BTreeMap<String, Running>,
     stop_all: CancellationToken,
     finish_all: CancellationToken,
-    /// The producer's input: every source (or its pipeline task) sends here.
-    producer_tx: mpsc::Sender<Batch>,
+    /// The producer's input: every source's processing task sends its records here.
+    producer_tx: mpsc::Sender<RecordBatch>,
+    /// What each source's processing task makes records with.
+    encoder: Encoder,
     memory: MemoryBudget,
     health: Arc<Health>,
     host: String,
@@ -65,7 +68,8 @@ pub struct Sources {
 
 impl Sources {
     pub fn new(
-        producer_tx: mpsc::Sender<Batch>,
+        producer_tx: mpsc::Sender<RecordBatch>,
+        encoder: Encoder,
         memory: MemoryBudget,
         health: Arc<Health>,
         data_dir: PathBuf,
@@ -75,6 +79,7 @@ impl Sources {
             stop_all: CancellationToken::new(),
             finish_all: CancellationToken::new(),
             producer_tx,
+            encoder,
             memory,
             health,
             host: gethostname::gethostname().to_string_lossy().into_owned(),
@@ -108,7 +113,7 @@ impl Sources {
             stop: self.stop_all.child_token(),
             finish: self.finish_all.child_token(),
         };
-        let tx = self.through_pipeline(settings.pipeline(), pipelines);
+        let tx = self.processing(settings.pipeline(), pipelines);
         let kind = match settings {
             SourceSettings::File(file) => Kind::File(
                 Box::new(FileSource::new(
@@ -225,28 +230,29 @@ impl Sources {
         tokio::time::timeout_at(deadline, join).await.is_ok()
     }
 
-    /// Where a source sends its batches: straight to the producer, or through its own copy of
-    /// its pipeline on a task of its own (another bounded channel, so backpressure still
-    /// reaches the source). The task ends when the source drops its sender.
-    fn through_pipeline(
+    /// Where a source sends its batches: a task of its own runs them through the source's copy
+    /// of its pipeline (if it names one) and makes them into Kafka records, beside the
+    /// producer's sending, then hands them to the producer (each hop a bounded channel, so
+    /// backpressure still reaches the source). The task ends when the source drops its sender.
+    fn processing(
         &self,
         pipeline: Option<&str>,
         pipelines: &BTreeMap<String, Pipeline>,
     ) -> mpsc::Sender<Batch> {
-        let Some(pipeline) = pipeline.and_then(|name| pipelines.get(name)) else {
-            return self.producer_tx.clone();
-        };
+        let pipeline = pipeline.and_then(|name| pipelines.get(name));
+        let name = pipeline.map(|p| p.name.clone());
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-        let name = pipeline.name.clone();
+        let encoder = self.encoder.clone();
         let task = tokio::spawn(pipeline::run(
-            pipeline.clone().with_metrics(),
+            pipeline.map(|p| p.clone().with_metrics()),
             rx,
             self.producer_tx.clone(),
+            move |batch| encoder.encode(batch),
         ));
-        // A pipeline that panicked closes its channel, which stops its source: say so.
+        // A task that panicked closes its channel, which stops its source: say so.
         tokio::spawn(async move {
             if let Err(error) = task.await {
-                tracing::error!(pipeline = %name, %error, "pipeline task failed; its source stopped");
+                tracing::error!(pipeline = ?name, %error, "processing task failed; its source stopped");
             }
         });
         tx

@@ -7,3 +7,4 @@ mod record;
 mod spooling;
 
 pub use producer::{Producer, ProducerError};
+pub use record::{Encoder, RecordBatch};

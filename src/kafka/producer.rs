@@ -32,13 +32,12 @@ use rdkafka::producer::{
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::record::{Prepared, RecordMaker, owned_headers, spool_headers};
+use super::record::{Encoder, Prepared, RecordBatch, RecordMaker, owned_headers, spool_headers};
 use super::spooling::Spooler;
 use crate::ack::AckToken;
 use crate::backoff::Backoff;
 use crate::config::{KafkaSettings, SpoolSettings};
 use crate::health::Health;
-use crate::memory::Batch;
 use crate::metrics::{FailureReason, LogLimiter, ProducerMetrics};
 use crate::spool::{FramePos, SpoolError, SpoolRecord};
 
@@ -136,20 +135,35 @@ struct InFlight {
     token: Option<AckToken>,
     /// A pipeline chose the topic, from the event's own data.
     routed: bool,
-    /// When it was offered to librdkafka (the last time, after a refusal), and its value's
-    /// size, for the latency and in-flight metrics.
+    /// When the producer took it (an event's: when its batch arrived; waits for room in
+    /// librdkafka's queue count), and its value's size, for the latency and in-flight metrics.
     sent_at: Instant,
     bytes: usize,
+    /// Its place among every record handed to librdkafka: the spool takes failed records in
+    /// this order.
+    order: u64,
     origin: Origin,
 }
 
 impl InFlight {
     fn new(token: Option<AckToken>, routed: bool, bytes: usize, origin: Origin) -> Box<Self> {
+        Self::taken_at(token, routed, bytes, origin, Instant::now())
+    }
+
+    /// One clock read serves a whole batch of events.
+    fn taken_at(
+        token: Option<AckToken>,
+        routed: bool,
+        bytes: usize,
+        origin: Origin,
+        sent_at: Instant,
+    ) -> Box<Self> {
         Box::new(Self {
             token,
             routed,
-            sent_at: Instant::now(),
+            sent_at,
             bytes,
+            order: 0,
             origin,
         })
     }
@@ -159,9 +173,9 @@ impl InFlight {
 struct Diverted {
     record: SpoolRecord,
     token: Option<AckToken>,
-    /// When it was handed to librdkafka: reports of one outage (timeouts, purges) can come out
-    /// of order, so the spool takes them sorted by this.
-    sent_at: Instant,
+    /// `InFlight::order`: reports of one outage (timeouts, purges) can come out of order, so the
+    /// spool takes them sorted by this.
+    order: u64,
 }
 
 /// A record Kafka rejected for good, on its way to the dead-letter topic.
@@ -203,6 +217,12 @@ struct Shared {
     /// Direct records handed to librdkafka and not yet reported. Decremented after a failed
     /// record was pushed to `diverted`, so zero means every diverted record is there.
     direct_in_flight: AtomicI64,
+    /// Direct records Kafka acknowledged, which the delivery thread finishes once its poll
+    /// returns (`finish_acked`): one clock read, one lock per tracker and one update of each
+    /// shared counter per batch of reports, instead of per record.
+    acked: Mutex<Vec<Box<InFlight>>>,
+    /// The next `InFlight::order`.
+    next_order: std::sync::atomic::AtomicU64,
 }
 
 /// What a direct record that failed for a reason retrying might fix becomes.
@@ -237,6 +257,21 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, mut inflight: Self::DeliveryOpaque) {
         let shared = &self.shared;
+        if result.is_ok() && matches!(inflight.origin, Origin::Direct) {
+            let mut acked = lock(&shared.acked);
+            acked.push(inflight);
+            // rdkafka's poll serves reports until its whole wait is over: finish them here once
+            // a batch is full, or when none is left in flight (the last of a burst, a lone HTTP
+            // request's event), so no acknowledgement waits for the poll to end.
+            let reported = acked.len();
+            if reported >= ACKED_BATCH
+                || reported as i64 >= shared.direct_in_flight.load(Ordering::Acquire)
+            {
+                drop(acked);
+                shared.finish_acked();
+            }
+            return;
+        }
         let now = Instant::now();
         shared.metrics.delivery_latency.record(
             now.saturating_duration_since(inflight.sent_at)
@@ -297,7 +332,39 @@ impl Shared {
             spooling: AtomicBool::new(false),
             take_back: AtomicBool::new(false),
             direct_in_flight: AtomicI64::new(0),
+            acked: Mutex::new(Vec::new()),
+            next_order: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Finishes the acknowledged direct records the delivery callback set aside: their latency,
+    /// their tokens settled, and the counters they move. Called after every poll, and by
+    /// `flush` (librdkafka's flush polls on its caller's thread).
+    fn finish_acked(&self) {
+        let mut acked = lock(&self.acked);
+        if acked.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let records = acked.len();
+        let mut bytes = 0;
+        let tokens = acked.drain(..).filter_map(|mut inflight| {
+            self.metrics.delivery_latency.record(
+                now.saturating_duration_since(inflight.sent_at)
+                    .as_secs_f64(),
+            );
+            bytes += inflight.bytes;
+            inflight.token.take()
+        });
+        AckToken::settle_all(tokens);
+        drop(acked);
+        self.in_flight_bytes
+            .fetch_sub(bytes as i64, Ordering::Relaxed);
+        self.health.delivered(records, now);
+        self.metrics.delivered.increment(records as u64);
+        self.direct_in_flight
+            .fetch_sub(records as i64, Ordering::AcqRel);
+        self.room.notify_one();
     }
 
     /// Sets the in-flight gauges; the sums may dip below 0 briefly when a report comes before
@@ -401,7 +468,7 @@ impl Shared {
                 lock(&self.diverted).push(Diverted {
                     record: record(),
                     token: Some(token),
-                    sent_at: inflight.sent_at,
+                    order: inflight.order,
                 });
                 self.news.notify_one();
             }
@@ -437,7 +504,7 @@ impl Shared {
                 lock(&self.diverted).push(Diverted {
                     record: spool_record(message),
                     token: inflight.token.take(),
-                    sent_at: inflight.sent_at,
+                    order: inflight.order,
                 });
                 if self.on_failure == OnFailure::Spool
                     && !self.spooling.swap(true, Ordering::AcqRel)
@@ -462,7 +529,7 @@ impl Shared {
 /// Queues failed records for the spool sorted by when they were sent: reports of one outage
 /// (timeouts, purges) can come out of order.
 fn hold_diverted(spooler: &mut Spooler, mut diverted: Vec<Diverted>) {
-    diverted.sort_by_key(|d| d.sent_at);
+    diverted.sort_by_key(|d| d.order);
     for Diverted { record, token, .. } in diverted {
         spooler.hold(record, token);
     }
@@ -551,7 +618,7 @@ enum Refusal {
 /// The agent's Kafka producer: the configured topic, or the one a pipeline chose per event.
 pub struct Producer {
     inner: Arc<BaseProducer<DeliveryContext>>,
-    records: RecordMaker,
+    records: Arc<RecordMaker>,
     shared: Arc<Shared>,
     /// The spool, while `run` is not using it (at start and at shutdown).
     spooler: tokio::sync::Mutex<Option<Spooler>>,
@@ -591,6 +658,7 @@ impl Poller {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     producer.poll(POLL_WAIT);
+                    shared.finish_acked();
                     shared.show_in_flight();
                     let stalled = spool_after.is_some_and(|limit| shared.health.stalled_for(limit));
                     // Not inside a callback: purging serves no reports itself.
@@ -616,6 +684,8 @@ pub const REJECTED_REASON: &str = "logship.rejected.reason";
 pub const REJECTED_TOPIC: &str = "logship.rejected.topic";
 pub const REJECTED_ERROR: &str = "logship.rejected.error";
 
+/// Acknowledged records the delivery callback sets aside before finishing them together.
+const ACKED_BATCH: usize = 256;
 /// Longest wait for room in librdkafka's queue before the record is offered again.
 const ROOM_WAIT: Duration = Duration::from_millis(50);
 /// Wait between attempts to hand a record to librdkafka after a local, transient refusal.
@@ -675,7 +745,7 @@ impl Producer {
             .map_err(ProducerError::Thread)?;
         Ok(Self {
             inner,
-            records: RecordMaker::new(settings.records.clone(), &settings.topic),
+            records: Arc::new(RecordMaker::new(settings.records.clone(), &settings.topic)),
             shared,
             spooler: tokio::sync::Mutex::new(spooler),
             give_up_after: settings.give_up_after,
@@ -688,7 +758,7 @@ impl Producer {
     /// dropped unsettled, so their lines are read again after a restart.
     pub async fn run(
         &self,
-        mut rx: mpsc::Receiver<Batch>,
+        mut rx: mpsc::Receiver<RecordBatch>,
         stop: CancellationToken,
     ) -> Result<(), ProducerError> {
         let mut spooler = self.spooler.lock().await;
@@ -727,21 +797,24 @@ impl Producer {
                 _ = tokio::time::sleep(SPOOL_TICK), if spooling => continue,
             };
             // The batch's memory charge is given back once every record is handed on.
-            for event in batch.events {
-                let Some(prepared) = self.records.prepare(event, &self.shared.metrics) else {
-                    continue;
-                };
+            let taken_at = Instant::now();
+            for prepared in batch.records {
                 if self.shared.spooling.load(Ordering::Acquire) {
                     run.held.push(prepared);
                     continue;
                 }
-                match self.send_direct(prepared, &stop).await? {
+                match self.send_direct(prepared, taken_at, &stop).await? {
                     (Sent::Stopped, _) => return Ok(()),
                     (Sent::Diverted(_), Some(prepared)) => run.held.push(prepared),
                     _ => {}
                 }
             }
         }
+    }
+
+    /// What makes events into records, for each source's task.
+    pub fn encoder(&self) -> Encoder {
+        self.records.encoder(self.shared.metrics.clone())
     }
 
     fn direct_in_flight(&self) -> i64 {
@@ -753,13 +826,15 @@ impl Producer {
     async fn send_direct(
         &self,
         mut prepared: Prepared,
+        taken_at: Instant,
         stop: &CancellationToken,
     ) -> Result<(Sent, Option<Prepared>), ProducerError> {
-        let inflight = InFlight::new(
+        let inflight = InFlight::taken_at(
             prepared.token.take(),
             prepared.routed,
             prepared.payload.len(),
             Origin::Direct,
+            taken_at,
         );
         let outgoing = Outgoing {
             topic: &prepared.topic,
@@ -984,6 +1059,7 @@ impl Producer {
             key,
             headers,
         } = outgoing;
+        inflight.order = self.shared.next_order.fetch_add(1, Ordering::Relaxed);
         loop {
             let direct = matches!(inflight.origin, Origin::Direct);
             if direct && self.shared.spooling.load(Ordering::Acquire) {
@@ -1025,7 +1101,7 @@ impl Producer {
                         payload: payload.to_vec(),
                     };
                     match self.refused(&error, &mut inflight, spooled, stop).await? {
-                        Refusal::OfferAgain => inflight.sent_at = Instant::now(),
+                        Refusal::OfferAgain => {}
                         Refusal::GivenUp => return Ok(Sent::Taken),
                         Refusal::Stopped => return Ok(Sent::Stopped),
                     }
@@ -1089,6 +1165,7 @@ impl Producer {
     pub async fn flush(&self, timeout: Duration) {
         let inner = Arc::clone(&self.inner);
         let flushed = tokio::task::spawn_blocking(move || inner.flush(timeout)).await;
+        self.shared.finish_acked();
         match flushed {
             Ok(Ok(())) => tracing::info!("all records delivered"),
             Ok(Err(error)) => tracing::warn!(
@@ -1108,6 +1185,7 @@ impl Producer {
             let deadline = Instant::now() + Duration::from_secs(2);
             while self.direct_in_flight() > 0 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+                self.shared.finish_acked();
             }
         }
         let diverted = std::mem::take(&mut *lock(&self.shared.diverted));

@@ -1,5 +1,6 @@
 //! Turning an event into one Kafka record: the value's encoding, events too large for a record,
-//! and the record's topic, key and headers. Sending the record is `producer.rs`.
+//! and the record's topic, key and headers; `Encoder` does it for whole batches on each source's
+//! task. Sending the record is `producer.rs`.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 use crate::ack::AckToken;
 use crate::config::{Encoding, Oversize, RecordSettings};
 use crate::event::Event;
+use crate::memory::{Batch, Charge, EVENT_OVERHEAD};
 use crate::metrics::ProducerMetrics;
 use crate::pipeline::access;
 use crate::pipeline::path::FieldPath;
@@ -65,6 +67,43 @@ pub fn owned_headers(headers: &[(String, Vec<u8>)]) -> Option<OwnedHeaders> {
     Some(owned)
 }
 
+/// A batch of events made into records, with the memory charge it still holds: given back once
+/// the producer has handed every record on.
+pub struct RecordBatch {
+    pub records: Vec<Prepared>,
+    pub charge: Charge,
+}
+
+/// Makes each source's events into records on the source's own task (`pipeline::run`), so the
+/// producer's task only sends: encoding and sending then run on both cores at once.
+#[derive(Clone)]
+pub struct Encoder {
+    records: Arc<RecordMaker>,
+    metrics: ProducerMetrics,
+}
+
+impl Encoder {
+    /// The batch's events as records, charged for what they hold now (the values, not the
+    /// events); `None` when every event was dropped as too large (counted, settled).
+    pub fn encode(&self, batch: Batch) -> Option<RecordBatch> {
+        let Batch { events, mut charge } = batch;
+        let records: Vec<Prepared> = events
+            .into_iter()
+            .filter_map(|event| self.records.prepare(event, &self.metrics))
+            .collect();
+        if records.is_empty() {
+            return None;
+        }
+        charge.resize(
+            records
+                .iter()
+                .map(|r| r.payload.capacity() + EVENT_OVERHEAD)
+                .sum(),
+        );
+        Some(RecordBatch { records, charge })
+    }
+}
+
 /// Makes records from events, per the `[kafka]` record settings.
 pub struct RecordMaker {
     settings: RecordSettings,
@@ -77,6 +116,14 @@ impl RecordMaker {
         Self {
             settings,
             static_topic: Arc::from(topic),
+        }
+    }
+
+    /// An encoder that makes records the way this maker does, counting into `metrics`.
+    pub fn encoder(self: &Arc<Self>, metrics: ProducerMetrics) -> Encoder {
+        Encoder {
+            records: Arc::clone(self),
+            metrics,
         }
     }
 
@@ -93,8 +140,12 @@ impl RecordMaker {
                 .or(event.key.take()),
             None => event.key.take(),
         };
+        let headers = self.headers_of(&event);
+        // Templates have read the event: a raw record can take its line without a copy.
+        let payload =
+            payload.unwrap_or_else(|| event.message.take().unwrap_or_default().into_bytes());
         Some(Prepared {
-            headers: self.headers_of(&event),
+            headers,
             topic,
             routed,
             key,
@@ -105,13 +156,18 @@ impl RecordMaker {
 
     /// The record value, within `max_message_bytes` (less room for key and headers). An event too
     /// large is cut, dead-lettered (cut too) or dropped per `oversize`, and counted; `None` when
-    /// it was dropped (its acknowledgement settled).
-    fn payload(&self, event: &mut Event, metrics: &ProducerMetrics) -> Option<Vec<u8>> {
+    /// it was dropped (its acknowledgement settled). `Some(None)`: the value is the event's line
+    /// as it is (raw encoding), taken once nothing else needs to read it.
+    fn payload(&self, event: &mut Event, metrics: &ProducerMetrics) -> Option<Option<Vec<u8>>> {
         let settings = &self.settings;
         let limit = settings.max_message_bytes.saturating_sub(RECORD_OVERHEAD);
+        let line = event.message.as_ref().map_or(0, String::len);
+        if settings.encoding == Encoding::Raw && line <= limit {
+            return Some(None);
+        }
         let payload = encode(event, settings.encoding);
         if payload.len() <= limit {
-            return Some(payload);
+            return Some(Some(payload));
         }
         let size = payload.len();
         let action = match settings.oversize {
@@ -129,7 +185,7 @@ impl RecordMaker {
         match (action, cut) {
             (Some(action), Some(payload)) => {
                 metrics.oversize(action, size, limit);
-                Some(payload)
+                Some(Some(payload))
             }
             _ => {
                 metrics.oversize("dropped", size, limit);

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::event::Event;
-use crate::memory::{Batch, charge_for};
+use crate::memory::Batch;
 use crate::metrics::PipelineMetrics;
 use condition::Condition;
 use path::{FieldPath, Fields};
@@ -215,37 +215,59 @@ impl Pipeline {
 /// How often held events are checked against their timeouts.
 const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Runs batches from `rx` through `pipeline` into `tx` until `rx` closes or `tx` is gone, and
-/// ships held events whose time ran out. A full `tx` waits, so backpressure reaches the source.
-/// When `rx` closes (the source stopped) the events still held go on as they are: at a reload the
-/// producer still runs and delivers them, so the source's drain ends and its checkpoint passes
-/// them (the rest of such a line, read after the restart, is an event of its own); at shutdown
-/// the producer has stopped, they stay unsettled and are read again after the restart.
-/// A batch keeps its memory charge through the pipeline.
-pub async fn run(mut pipeline: Pipeline, mut rx: mpsc::Receiver<Batch>, tx: mpsc::Sender<Batch>) {
+/// A source's own task: runs each batch from `rx` through the source's pipeline (when it names
+/// one), hands the result to `finish` (the producer's encoding into records, done here so it
+/// runs beside the producer's sending rather than in turn with it), and sends what `finish`
+/// makes into `tx`, until `rx` closes or `tx` is gone. A full `tx` waits, so backpressure reaches
+/// the source. Held events whose time ran out are shipped too. When `rx` closes (the source
+/// stopped) the events still held go on as they are: at a reload the producer still runs and
+/// delivers them, so the source's drain ends and its checkpoint passes them (the rest of such a
+/// line, read after the restart, is an event of its own); at shutdown the producer has stopped,
+/// they stay unsettled and are read again after the restart. A batch keeps its memory charge
+/// through the pipeline, and `finish` measures it again.
+pub async fn run<T>(
+    mut pipeline: Option<Pipeline>,
+    mut rx: mpsc::Receiver<Batch>,
+    tx: mpsc::Sender<T>,
+    mut finish: impl FnMut(Batch) -> Option<T>,
+) {
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let out = tokio::select! {
             batch = rx.recv() => match batch {
-                Some(Batch { events, mut charge }) => {
-                    let events = pipeline.process_batch(events);
-                    // Parsed fields make events larger than their lines; never waits.
-                    charge.resize(charge_for(&events));
+                Some(Batch { events, charge }) => {
+                    let events = match &mut pipeline {
+                        Some(pipeline) => pipeline.process_batch(events),
+                        None => events,
+                    };
                     Batch { events, charge }
                 }
                 None => {
-                    let held = pipeline.flush_all();
-                    if !held.is_empty() {
+                    let held = pipeline.as_mut().map(Pipeline::flush_all).unwrap_or_default();
+                    if !held.is_empty()
+                        && let Some(out) = finish(Batch::uncharged(held))
+                    {
                         // Gone unsettled if the producer has stopped: read again after restart.
-                        let _ = tx.send(Batch::uncharged(held)).await;
+                        let _ = tx.send(out).await;
                     }
                     return;
                 }
             },
-            _ = tick.tick() => Batch::uncharged(pipeline.flush_expired(std::time::Instant::now())),
+            _ = tick.tick(), if pipeline.is_some() => {
+                let expired = pipeline
+                    .as_mut()
+                    .map(|p| p.flush_expired(std::time::Instant::now()))
+                    .unwrap_or_default();
+                Batch::uncharged(expired)
+            }
         };
-        if !out.events.is_empty() && tx.send(out).await.is_err() {
+        if out.events.is_empty() {
+            continue;
+        }
+        if let Some(out) = finish(out)
+            && tx.send(out).await.is_err()
+        {
             return;
         }
     }
