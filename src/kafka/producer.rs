@@ -220,7 +220,7 @@ struct Shared {
     /// Direct records Kafka acknowledged, which the delivery thread finishes once its poll
     /// returns (`finish_acked`): one clock read, one lock per tracker and one update of each
     /// shared counter per batch of reports, instead of per record.
-    acked: Mutex<Vec<Box<InFlight>>>,
+    acked: Mutex<Vec<InFlight>>,
     /// The next `InFlight::order`.
     next_order: std::sync::atomic::AtomicU64,
 }
@@ -259,7 +259,7 @@ impl ProducerContext for DeliveryContext {
         let shared = &self.shared;
         if result.is_ok() && matches!(inflight.origin, Origin::Direct) {
             let mut acked = lock(&shared.acked);
-            acked.push(inflight);
+            acked.push(*inflight);
             // rdkafka's poll serves reports until its whole wait is over: finish them here once
             // a batch is full, or when none is left in flight (the last of a burst, a lone HTTP
             // request's event), so no acknowledgement waits for the poll to end.

@@ -388,7 +388,7 @@ mod tests {
         let p = pipeline(r#"{ type = "parse_container" }"#);
         let (source_tx, rx) = mpsc::channel(4);
         let (tx, mut producer_rx) = mpsc::channel(4);
-        let task = tokio::spawn(run(p, rx, tx));
+        let task = tokio::spawn(run(Some(p), rx, tx, Some));
         let parts = ["2026-11-22T10:00:00Z stdout P held "];
         source_tx
             .send(Batch::uncharged(lines(&tracker, &parts)))

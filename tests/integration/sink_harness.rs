@@ -362,7 +362,8 @@ retry_backoff_max_ms = 500
 
 /// nginx (a real reverse proxy, from scripts/deps.sh) in front of an Elasticsearch-API server,
 /// the way clusters are often exposed: TLS with a certificate from a CA of the test's own, and
-/// requests refused with 401 unless they carry `Basic <user:password>` or `ApiKey <key>`.
+/// requests refused with 401 unless they carry `Basic <user:password>` or `ApiKey <key>`. One
+/// process (`master_process off`): killing it leaves no worker behind holding the test's files.
 pub struct SecureProxy {
     child: std::process::Child,
     /// `https://localhost:PORT`.
@@ -443,6 +444,7 @@ impl SecureProxy {
         let d = dir.path().display();
         let conf = format!(
             r#"daemon off;
+master_process off;
 user root;
 pid {d}/nginx.pid;
 error_log {d}/error.log;
