@@ -18,7 +18,7 @@ use super::memory::{MemoryPlan, QueueKeys};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
-    /// Bootstrap brokers, `host:port`.
+    /// Bootstrap brokers, `host:port`; an entry may list several, separated by commas.
     pub brokers: Vec<String>,
     /// Topic every event is produced to; a template (`logs.{{ service }}`) chooses it per event.
     pub topic: String,
@@ -319,20 +319,24 @@ const RESERVED: &[&str] = &[
     "message.send.max.retries",
 ];
 
-/// Every broker is `host:port`, and there is at least one.
+/// Every broker is `host:port`, and there is at least one. An entry may hold several separated
+/// by commas, as librdkafka's `bootstrap.servers` does, so that one `${LOGSHIP_BROKERS}` can
+/// carry a whole list.
 pub(super) fn check_brokers(doc: &Document<'_>, brokers: &[String]) -> Result<(), ConfigError> {
     if brokers.is_empty() {
         return Err(doc.error_at("kafka.brokers", "must list at least one broker"));
     }
-    for (i, broker) in brokers.iter().enumerate() {
-        let valid = broker
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !valid {
-            return Err(doc.error_at(
-                &format!("kafka.brokers[{i}]"),
-                format!("`{broker}` is not host:port"),
-            ));
+    for (i, entry) in brokers.iter().enumerate() {
+        for broker in entry.split(',').map(str::trim) {
+            let valid = broker
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !valid {
+                return Err(doc.error_at(
+                    &format!("kafka.brokers[{i}]"),
+                    format!("`{broker}` is not host:port"),
+                ));
+            }
         }
     }
     Ok(())

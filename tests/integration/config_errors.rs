@@ -13,9 +13,8 @@ brokers = ["127.0.0.1:9092"]
 topic = "logs"
 "#;
 
-#[test]
-fn valid_config_passes_validate() {
-    let out = run_config("validate", VALID);
+fn assert_config_valid(text: &str) {
+    let out = run_config("validate", text);
     assert!(
         out.status.success(),
         "{}",
@@ -24,10 +23,24 @@ fn valid_config_passes_validate() {
 }
 
 #[test]
+fn valid_config_passes_validate() {
+    assert_config_valid(VALID);
+}
+
+#[test]
 fn unknown_nested_key() {
     assert_config_rejected(
         &VALID.replace("type = \"file\"", "type = \"file\"\nincldue = []"),
         "sources.app.incldue (line 5)",
+    );
+}
+
+#[test]
+fn one_broker_entry_may_list_several_and_each_is_checked() {
+    assert_config_valid(&VALID.replace("brokers = [", "brokers = [\"k1:9092, k2:9093\", "));
+    assert_config_rejected(
+        &VALID.replace("brokers = [", "brokers = [\"k1:9092,k2\", "),
+        "kafka.brokers[0]",
     );
 }
 
