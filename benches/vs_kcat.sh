@@ -15,10 +15,13 @@
 #   replay      the agent restarted with the broker back: time until
 #               logship_spool_records_replayed_total shows every line.
 # CPU seconds per GB are per GB of input lines. Peak RSS is VmHWM.
-# Usage: benches/vs_kcat.sh [LINES]
+# Every run gets a broker of its own, started fresh (benches/common.sh `fresh_broker`), and the
+# ROUNDS rounds (default 3) interleave kcat, logship and raw, so no contender always runs first.
+# Usage: benches/vs_kcat.sh [LINES [ROUNDS]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-1000000}
+rounds=${2:-3}
 scripts/deps.sh kcat
 . benches/common.sh
 
@@ -37,9 +40,11 @@ bytes=$(stat -c %s "$log")
 echo "input: $lines lines, $bytes bytes, $((bytes / lines)) bytes a line" >&2
 
 # kcat, measured by wait4() in Python.
-topic=kcat-$(date +%s)
-create_topic "$topic"
-"$LOGSHIP_TEST_PYTHON" - "$lines" "$bytes" "$LOGSHIP_TEST_BROKERS" "$topic" "$log" <<'PY'
+run_kcat() {
+  fresh_broker
+  topic=kcat-$(date +%s)
+  create_topic "$topic"
+  "$LOGSHIP_TEST_PYTHON" - "$lines" "$bytes" "$LOGSHIP_TEST_BROKERS" "$topic" "$log" <<'PY'
 import os, subprocess, sys, time
 lines, nbytes, brokers, topic, log = sys.argv[1:]
 cmd = ["kcat", "-P", "-b", brokers, "-t", topic, "-z", "zstd",
@@ -56,19 +61,27 @@ print(f"kcat: lines={lines} seconds={secs:.2f} lines_per_sec={lines/secs:,.0f} "
       f"MiB_per_sec={nbytes/secs/2**20:.1f} cpu_seconds={cpu:.2f} "
       f"cpu_seconds_per_GB={cpu/(nbytes/1e9):.1f} peak_rss_MiB={usage.ru_maxrss/1024:.1f}")
 PY
+}
 
 # ship LABEL KAFKA_EXTRA: the agent ships the file into a fresh topic, from a fresh data_dir.
 ship() {
+  fresh_broker
   topic=$1-$(date +%s)
   create_topic "$topic"
   rm -rf "$work/data"
   write_config "" "$2"
   measure_until "$1" logship_kafka_events_delivered_total "$lines" "$bytes"
 }
-ship logship ""
-ship raw 'encoding = "raw"'
+
+for ((round = 1; round <= rounds; round++)); do
+  echo "round $round of $rounds" >&2
+  run_kcat
+  ship logship ""
+  ship raw 'encoding = "raw"'
+done
 
 # The spool: write with the broker unreachable, then replay with it back.
+fresh_broker
 topic=spool-$(date +%s)
 create_topic "$topic"
 rm -rf "$work/data"

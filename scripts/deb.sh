@@ -28,8 +28,8 @@ build() {
         cargo install --locked --quiet --root "$TOOLS" --version "$CARGO_DEB_VERSION" cargo-deb
     fi
     cargo build --release --locked --bins >&2
-    # cargo-deb reads the assets' target/release paths relative to the target directory in use.
-    "$TOOLS/bin/cargo-deb" --no-build --quiet --target-dir "$target" --output "$target/debian/" >&2
+    # cargo-deb maps the assets' target/release paths to the target directory in use.
+    "$TOOLS/bin/cargo-deb" --no-build --quiet --output "$target/debian/" >&2
     ls -t "$target"/debian/logship_*.deb | head -n 1
 }
 
