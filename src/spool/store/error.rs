@@ -25,8 +25,9 @@ pub enum SpoolError {
         /// What failed.
         source: SegmentError,
     },
-    /// Reading the segment being appended to failed. That segment is appended to no more; if it
-    /// fails again it is moved aside like any other unreadable segment.
+    /// Reading a segment failed for a reason that may pass (no file descriptor or memory left,
+    /// a permission, an I/O error not yet repeated): nothing is skipped, the read is tried again
+    /// later.
     #[error("reading spool segment {}: {source}", path.display())]
     Read {
         /// The segment.
@@ -45,6 +46,12 @@ pub enum SpoolError {
 }
 
 impl SpoolError {
+    /// Whether the records appended cannot be framed at all (a field or the batch too large):
+    /// writing them again can never succeed.
+    pub fn is_unwritable_batch(&self) -> bool {
+        matches!(self, Self::Write { source, .. } if source.is_unwritable_batch())
+    }
+
     /// Whether the file system is full or the quota exhausted (ENOSPC, EDQUOT).
     pub fn is_disk_full(&self) -> bool {
         let io = match self {

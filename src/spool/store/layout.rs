@@ -1,7 +1,9 @@
-//! The spool directory's file names, listing its segments, and making its changes durable.
+//! The spool directory's file names, listing its segments, creating its directories, and
+//! making its changes durable.
 
-use std::fs::{self, File};
+use std::fs::{self, DirBuilder, File};
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
@@ -17,7 +19,8 @@ pub(super) const POSITION_TMP: &str = "position.tmp";
 /// First line of the position file: format name and version.
 pub(super) const POSITION_MAGIC: &str = "logship-spool-position 1";
 
-/// Subdirectory receiving segments that cannot be read.
+/// Subdirectory receiving what cannot be read: segments that are not regular files, and the
+/// bytes cut off a torn write.
 pub(super) const DAMAGED_DIR: &str = "damaged";
 
 /// Segment file names: exactly this many decimal digits, then [`SEGMENT_SUFFIX`].
@@ -52,10 +55,31 @@ pub(super) fn list_segment_ids(dir: &Path) -> Result<Vec<u64>, SpoolError> {
     Ok(ids)
 }
 
-/// Removes a file if it exists; logs other failures. Returns whether it is gone.
+/// Creates `dir` (and its parents) if missing, readable by the agent only: segments hold log
+/// records. An existing directory keeps its permissions.
+pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    if let Some(parent) = dir.parent() {
+        // The new entry itself must survive a crash, or the files inside vanish with it.
+        let _ = sync_dir(parent);
+    }
+    Ok(())
+}
+
+/// Removes a file if it exists, durably; logs other failures. Returns whether it is gone.
 pub(super) fn remove_if_present(path: &Path) -> bool {
     match fs::remove_file(path) {
-        Ok(()) => true,
+        Ok(()) => {
+            if let Some(dir) = path.parent()
+                && let Err(err) = sync_dir(dir)
+            {
+                warn!(error = %err, "cannot sync the spool directory after a removal");
+            }
+            true
+        }
         Err(err) if err.kind() == io::ErrorKind::NotFound => true,
         Err(err) => {
             warn!(path = %path.display(), error = %err, "cannot remove spool file");
@@ -66,14 +90,10 @@ pub(super) fn remove_if_present(path: &Path) -> bool {
 
 /// Makes renames and removals in `dir` durable.
 pub(super) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    #[cfg(unix)]
     File::open(dir)
         .and_then(|file| file.sync_all())
         .map_err(|source| SpoolError::File {
             path: dir.to_path_buf(),
             source,
-        })?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+        })
 }
