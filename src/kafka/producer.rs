@@ -1110,6 +1110,13 @@ impl Producer {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        // Replayed frames Kafka finished with while flushing: recorded before the position is
+        // saved, so a restart does not send them again.
+        for frame in std::mem::take(&mut *lock(&self.shared.frames_done)) {
+            let failed = frame.failed.load(Ordering::Relaxed);
+            let delivered = frame.delivered.load(Ordering::Relaxed);
+            spooler.replayed(frame.pos, delivered, failed);
+        }
         let diverted = std::mem::take(&mut *lock(&self.shared.diverted));
         if !diverted.is_empty() {
             tracing::info!(
