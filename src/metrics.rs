@@ -55,6 +55,7 @@ pub const SPOOL_CORRUPT_FRAMES: &str = "logship_spool_corrupt_frames_total";
 pub const SPOOL_SEGMENTS_MOVED_ASIDE: &str = "logship_spool_segments_moved_aside_total";
 pub const SPOOL_REPLAY_RETRIES: &str = "logship_spool_replay_retries_total";
 pub const SPOOL_WRITE_ERRORS: &str = "logship_spool_write_errors_total";
+pub const SPOOL_SKIPPED_BYTES: &str = "logship_spool_skipped_bytes_total";
 pub const PIPELINE_EVENTS_DROPPED: &str = "logship_pipeline_events_dropped_total";
 pub const PIPELINE_STEP_ERRORS: &str = "logship_pipeline_step_errors_total";
 pub const PIPELINE_DEAD_LETTERED: &str = "logship_pipeline_events_dead_lettered_total";
@@ -122,15 +123,19 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     );
     describe_counter!(
         SPOOL_RECORDS_DROPPED,
-        "Records that did not fit in a full spool with when_full = \"drop_newest\"; not delivered."
+        "Records the spool did not take, by reason: full (a full spool with when_full = \"drop_newest\"), too_large (no spool frame can hold the record); not delivered."
     );
     describe_counter!(
         SPOOL_CORRUPT_FRAMES,
-        "Spool frames (batches of records) whose checksum or content was damaged; their records are lost."
+        "Damaged stretches of spool segments (a frame, or several whose headers cannot be found), counted once each; their records are lost."
     );
     describe_counter!(
         SPOOL_SEGMENTS_MOVED_ASIDE,
-        "Spool segment files that could not be read, moved to spool/damaged/; their records are not replayed."
+        "Spool segment files lost: not regular files (moved to spool/damaged/) or vanished; their records are not replayed."
+    );
+    describe_counter!(
+        SPOOL_SKIPPED_BYTES,
+        "Bytes of spool segments skipped, by reason: torn (a write a crash interrupted, cut off at start; never acknowledged, so not a loss), corrupt (damaged frames), unreadable (the rest of a segment that kept failing to read or was cut short)."
     );
     describe_counter!(
         SPOOL_REPLAY_RETRIES,
@@ -623,7 +628,11 @@ pub struct SpoolMetrics {
     pub replay_retries: Counter,
     corrupt_frames: Counter,
     moved_aside: Counter,
-    dropped: Counter,
+    dropped_full: Counter,
+    dropped_too_large: Counter,
+    skipped_torn: Counter,
+    skipped_corrupt: Counter,
+    skipped_unreadable: Counter,
     write_errors: Counter,
     log: LogLimiter,
 }
@@ -639,7 +648,11 @@ impl Default for SpoolMetrics {
             replay_retries: counter!(SPOOL_REPLAY_RETRIES),
             corrupt_frames: counter!(SPOOL_CORRUPT_FRAMES),
             moved_aside: counter!(SPOOL_SEGMENTS_MOVED_ASIDE),
-            dropped: counter!(SPOOL_RECORDS_DROPPED),
+            dropped_full: counter!(SPOOL_RECORDS_DROPPED, "reason" => "full"),
+            dropped_too_large: counter!(SPOOL_RECORDS_DROPPED, "reason" => "too_large"),
+            skipped_torn: counter!(SPOOL_SKIPPED_BYTES, "reason" => "torn"),
+            skipped_corrupt: counter!(SPOOL_SKIPPED_BYTES, "reason" => "corrupt"),
+            skipped_unreadable: counter!(SPOOL_SKIPPED_BYTES, "reason" => "unreadable"),
             write_errors: counter!(SPOOL_WRITE_ERRORS),
             log: LogLimiter::per_minute(12),
         }
@@ -647,21 +660,32 @@ impl Default for SpoolMetrics {
 }
 
 impl SpoolMetrics {
-    /// Sets the corrupt-frame and moved-aside counters to the spool's own totals.
-    pub fn losses(&self, corrupt_frames: u64, moved_aside: u64) {
-        self.corrupt_frames.absolute(corrupt_frames);
-        self.moved_aside.absolute(moved_aside);
+    /// Sets the damage counters to the spool's own totals (it counts each stretch once).
+    pub fn losses(&self, stats: &crate::spool::SpoolStats) {
+        self.corrupt_frames.absolute(stats.corrupt_frames_total);
+        self.moved_aside.absolute(stats.lost_segments_total);
+        self.skipped_torn.absolute(stats.skipped.torn);
+        self.skipped_corrupt.absolute(stats.skipped.corrupt);
+        self.skipped_unreadable.absolute(stats.skipped.unreadable);
     }
 
     /// Records a full spool with `drop_newest` did not take.
     pub fn dropped(&self, records: u64, max_bytes: u64) {
-        self.dropped.increment(records);
+        self.dropped_full.increment(records);
         if self.log.allow() {
             tracing::error!(
                 records,
                 max_bytes,
                 "spool full: records dropped (when_full = \"drop_newest\")"
             );
+        }
+    }
+
+    /// A record no spool frame can hold (a field or the record too large): dropped.
+    pub fn too_large(&self, topic: &str, error: &dyn std::fmt::Display) {
+        self.dropped_too_large.increment(1);
+        if self.log.allow() {
+            tracing::error!(topic, %error, "record too large for the spool: dropped");
         }
     }
 

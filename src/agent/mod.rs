@@ -106,11 +106,12 @@ impl Agent {
     /// running and no port held, so the previous configuration can start again.
     async fn start(config: Config, metrics: &PrometheusHandle) -> Result<Self, AgentError> {
         let health = Arc::new(Health::new(config.kafka.stall_after));
-        let producer = Arc::new(Producer::new(
-            &config.kafka,
-            config.spool.as_ref(),
-            Arc::clone(&health),
-        )?);
+        // Opening the spool reads its segment headers (and checks the newest segment's
+        // checksums): blocking file work, kept off the async workers' other tasks.
+        let producer = tokio::task::block_in_place(|| {
+            Producer::new(&config.kafka, config.spool.as_ref(), Arc::clone(&health))
+        });
+        let producer = Arc::new(producer?);
 
         let api_stop = CancellationToken::new();
         let (bound, serve) = api::bind(

@@ -577,6 +577,16 @@ impl KafkaConfig {
             return Err(doc.error_at("kafka.topic", "must not be empty"));
         }
         let records = self.record_settings(doc)?;
+        if spooling && records.max_message_bytes > crate::spool::MAX_RECORD_BYTES {
+            // A larger record could never be spooled: no spool frame holds it.
+            return Err(doc.error_at(
+                "kafka.max_message_bytes",
+                format!(
+                    "must be at most {} with the spool enabled (a spool frame holds one such record); or set [spool] enabled = false",
+                    crate::spool::MAX_RECORD_BYTES
+                ),
+            ));
+        }
         let mut client = ClientConfig::new();
         set_options(&mut client, doc, &self.librdkafka_options, RESERVED)?;
         set_security(&mut client, doc, self.tls.as_ref(), self.sasl.as_ref())?;

@@ -1188,6 +1188,13 @@ impl Producer {
                 self.shared.finish_acked();
             }
         }
+        // Replayed frames Kafka finished with while flushing: recorded before the position is
+        // saved, so a restart does not send them again.
+        for frame in std::mem::take(&mut *lock(&self.shared.frames_done)) {
+            let failed = frame.failed.load(Ordering::Relaxed);
+            let delivered = frame.delivered.load(Ordering::Relaxed);
+            spooler.replayed(frame.pos, delivered, failed);
+        }
         let diverted = std::mem::take(&mut *lock(&self.shared.diverted));
         if !diverted.is_empty() {
             tracing::info!(

@@ -206,3 +206,21 @@ fn validate_warns_about_settings_that_lose_data_by_design() {
         );
     }
 }
+
+/// Review finding 5: with the spool on, a record larger than a spool frame holds could never be
+/// spooled (and wedged the spool); such a `max_message_bytes` is refused at load time.
+#[test]
+fn max_message_bytes_beyond_a_spool_frame_is_refused_with_the_spool_on() {
+    let large = VALID.replace(
+        "topic = \"logs\"",
+        "topic = \"logs\"\nmax_message_bytes = 100000000",
+    );
+    assert_config_rejected(&large, "kafka.max_message_bytes");
+    let without_spool = format!("{large}[spool]\nenabled = false\n");
+    let out = run_config("validate", &without_spool);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -316,8 +316,20 @@ fn write_segment(path: &Path, topic: &str, name: &str, frames: usize) -> Vec<u64
     offsets
 }
 
-/// A segment with a flipped byte, one with a torn tail, a zero-length one and one that cannot
-/// be read: the agent starts, counts them, delivers every good record, and goes on shipping.
+/// Cuts the last 7 bytes off a segment file.
+fn cut_short(path: &Path) -> u64 {
+    let len = std::fs::metadata(path).expect("len").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(len - 7))
+        .expect("cut");
+    len - 7
+}
+
+/// A segment with a flipped byte, a sealed one cut short, a zero-length one, one that is not a
+/// file, and the newest one ending in a torn write: the agent starts, counts the damage (the
+/// torn write apart: it was never acknowledged), delivers every good record, and goes on.
 #[test]
 fn a_damaged_spool_is_counted_and_the_agent_goes_on() {
     let brokers = brokers();
@@ -331,25 +343,22 @@ fn a_damaged_spool_is_counted_and_the_agent_goes_on() {
     let mut bytes = std::fs::read(segment(1)).expect("read");
     bytes[flipped[1] as usize + 20] ^= 0xff;
     std::fs::write(segment(1), bytes).expect("write");
-    write_segment(&segment(2), &topic, "torn", 2);
-    let len = std::fs::metadata(segment(2)).expect("len").len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(segment(2))
-        .and_then(|f| f.set_len(len - 7))
-        .expect("tear");
+    write_segment(&segment(2), &topic, "cut", 2);
+    cut_short(&segment(2));
     std::fs::File::create(segment(3)).expect("empty segment");
     std::fs::create_dir(segment(4)).expect("unreadable segment");
+    let torn = write_segment(&segment(5), &topic, "torn", 2);
+    let torn_len = cut_short(&segment(5)) - torn[1];
 
     let config = setup.config(&brokers, &topic, "", "");
     let agent = Agent::start(&setup, &config);
     let new_lines = write_lines(&setup.logs.join("app.log"), "new", 0..100);
     let mut reader = TopicReader::new(&brokers, &topic);
     // flipped: frames 0 and 2; torn: frame 0; then the new lines.
-    let records = reader.read_until(130, Duration::from_secs(2), Duration::from_secs(60));
+    let records = reader.read_until(140, Duration::from_secs(2), Duration::from_secs(60));
     let mut messages: Vec<&str> = records.iter().map(|r| r.message()).collect();
-    let spooled_first: Vec<&str> = messages.drain(..30).collect();
-    let expected: Vec<String> = [("flipped", 0), ("flipped", 2), ("torn", 0)]
+    let spooled_first: Vec<&str> = messages.drain(..40).collect();
+    let expected: Vec<String> = [("flipped", 0), ("flipped", 2), ("cut", 0), ("torn", 0)]
         .iter()
         .flat_map(|(name, f)| (0..10).map(move |r| format!("{name} frame {f} record {r}")))
         .collect();
@@ -357,8 +366,20 @@ fn a_damaged_spool_is_counted_and_the_agent_goes_on() {
     assert_eq!(messages, new_lines, "then the new lines");
     assert_eq!(
         agent.metric("logship_spool_corrupt_frames_total"),
-        Some(1.0)
+        Some(2.0),
+        "the flipped frame and the sealed segment's cut frame"
     );
+    assert_eq!(
+        agent.metric("logship_spool_skipped_bytes_total{reason=\"torn\"}"),
+        Some(torn_len as f64)
+    );
+    assert!(agent.metric_value("logship_spool_skipped_bytes_total{reason=\"corrupt\"}") > 0.0);
+    let kept = std::fs::read_dir(spool.join("damaged"))
+        .expect("damaged/")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".torn-at-"))
+        .count();
+    assert_eq!(kept, 1, "the torn write's bytes are kept for an operator");
     assert_eq!(
         agent.metric("logship_spool_segments_moved_aside_total"),
         Some(1.0)
@@ -459,7 +480,7 @@ fn a_full_spool_that_blocks_pauses_the_source_and_loses_nothing() {
 
     thaw_and_expect_every_line(&broker, &topic, lines);
     assert_eq!(
-        agent.metric("logship_spool_records_dropped_total"),
+        agent.metric("logship_spool_records_dropped_total{reason=\"full\"}"),
         Some(0.0)
     );
 }
@@ -477,7 +498,7 @@ fn a_full_spool_that_drops_newest_counts_exactly_what_it_dropped() {
     // Every line is spooled or dropped; the checkpoint passes both.
     setup.wait_for_checkpoints_at_eof([path.as_path()]);
     let dropped = agent
-        .metric("logship_spool_records_dropped_total")
+        .metric("logship_spool_records_dropped_total{reason=\"full\"}")
         .unwrap_or(0.0) as usize;
     assert!(dropped > 0, "nothing dropped: the spool never filled");
 
@@ -579,4 +600,59 @@ fn with_a_spool_an_outage_longer_than_retry_max_elapsed_secs_gives_nothing_up() 
         assert_eq!(agent.metric(&sample).unwrap_or(0.0), 0.0, "{action}");
     }
     setup.wait_for_checkpoints_at_eof([path.as_path()]);
+}
+
+/// Review finding 11: a graceful stop during replay. Frames Kafka acknowledged while the
+/// producer flushed were never recorded as delivered, so the restarted agent sent them again.
+/// SIGTERM while 200,000 spooled records replay, restart: every record arrives exactly once.
+#[test]
+fn sigterm_during_replay_then_restart_sends_each_spooled_record_once() {
+    const FRAMES: usize = 2_000;
+    const PER_FRAME: usize = 100;
+    let brokers = brokers();
+    let topic = create_topic(&brokers, "spool-sigterm", 1);
+    let setup = Setup::new();
+    let spool = setup.data.join("spool");
+    std::fs::create_dir_all(&spool).expect("spool dir");
+    let mut writer = SegmentWriter::create(&spool.join(format!("{:020}.seg", 1))).expect("segment");
+    for f in 0..FRAMES {
+        let records: Vec<SpoolRecord> = (0..PER_FRAME)
+            .map(|r| spooled(&topic, &format!("frame {f} record {r}")))
+            .collect();
+        writer.append(&records).expect("append");
+    }
+    writer.sync().expect("sync");
+    drop(writer);
+    let total = FRAMES * PER_FRAME;
+
+    let config = setup.config(&brokers, &topic, "", "");
+    let agent = Agent::start(&setup, &config);
+    let replayed = "logship_spool_records_replayed_total";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let at_stop = loop {
+        let now = agent.metric(replayed).unwrap_or(0.0);
+        if now > 0.0 {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "replay never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let (status, _) = agent.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        (at_stop as usize) < total,
+        "replay had finished before SIGTERM: nothing tested"
+    );
+
+    let agent = Agent::start(&setup, &config);
+    let mut reader = TopicReader::new(&brokers, &topic);
+    let records = reader.read_until(total, Duration::from_secs(3), Duration::from_secs(120));
+    let arrived: std::collections::HashSet<&str> = records.iter().map(|r| r.message()).collect();
+    assert_eq!(arrived.len(), total, "records lost");
+    assert_eq!(
+        records.len() - total,
+        0,
+        "duplicates after a graceful stop during replay (stopped at {at_stop} replayed)"
+    );
+    agent.wait_for_metric("logship_spool_records", 0.0, Duration::from_secs(30));
 }
