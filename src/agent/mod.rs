@@ -35,7 +35,7 @@ use sources::Sources;
 /// Batches waiting in each channel between a source, its pipeline and the producer. The memory
 /// budget bounds their bytes; this keeps the number small, since a few batches of one read turn
 /// each keep the producer busy (more only made resident memory grow: BENCHMARKS.md).
-const CHANNEL_BATCHES: usize = 4;
+const CHANNEL_BATCHES: usize = 2;
 /// How often the brokers are asked for metadata, for /health.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// Part of `shutdown_timeout` kept for the final checkpoints (at most a quarter of it).
