@@ -1,5 +1,7 @@
 //! The HTTP API of the agent and the sinks: Prometheus text on `/metrics`, a JSON health report
-//! on `/health` (200 when healthy, 503 when not).
+//! on `/health` (200 when healthy, 503 when not: readiness and alerting), and `/health/live`
+//! (200 while the process serves at all: liveness, which a Kafka outage must not fail, since a
+//! restart cannot bring Kafka back and would only interrupt spooling).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub async fn bind(
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/health", get(report_health))
+        .route("/health/live", get(report_live))
         .with_state(ApiState { metrics, health });
     let serve = async move {
         axum::serve(listener, app)
@@ -60,4 +63,9 @@ async fn report_health(State(state): State<ApiState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(report))
+}
+
+/// The process is alive: its runtime serves requests. Nothing else is checked on purpose.
+async fn report_live() -> impl IntoResponse {
+    Json(serde_json::json!({ "live": true }))
 }

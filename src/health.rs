@@ -23,8 +23,14 @@ pub struct Health {
     /// Cleared while writes to the spool fail (a full disk, for example).
     spool_writable: AtomicBool,
     in_flight: AtomicI64,
-    /// The stall clock: the last delivery, or when records started waiting after an idle time.
+    /// Records wait in the spool (or to be written to it): the producer is spooling.
+    spooling: AtomicBool,
+    /// librdkafka's stall clock: the last delivery, or when records started waiting in
+    /// librdkafka after an idle time (replayed records count from when they were sent).
     last_progress_ms: AtomicU64,
+    /// The report's stall clock: when events started waiting anywhere (librdkafka or the
+    /// spool) after an idle time; a replay attempt does not restart it.
+    waiting_since_ms: AtomicU64,
     /// The last delivery, or the start when nothing was delivered yet (for the report).
     last_delivery_ms: AtomicU64,
     stall_after: Duration,
@@ -39,6 +45,8 @@ pub struct HealthReport {
     pub kafka_reachable: bool,
     pub spool_writable: bool,
     pub events_in_flight: i64,
+    /// Events wait in the disk spool (or to be written to it) for Kafka.
+    pub spooling: bool,
     pub seconds_since_last_delivery: u64,
     pub stalled: bool,
     /// Sources that cannot read now, by id.
@@ -55,7 +63,9 @@ impl Health {
             probe_answered_ms: AtomicU64::new(0),
             last_failure_ms: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
+            spooling: AtomicBool::new(false),
             last_progress_ms: AtomicU64::new(0),
+            waiting_since_ms: AtomicU64::new(0),
             last_delivery_ms: AtomicU64::new(0),
             stall_after,
             sources_down: Mutex::new(BTreeSet::new()),
@@ -113,13 +123,22 @@ impl Health {
         self.spool_writable.store(writable, Ordering::Relaxed);
     }
 
-    /// A record was handed to librdkafka. The first record to wait starts the stall clock
-    /// (after an idle time, no delivery is overdue yet).
+    /// A record was handed to librdkafka. The first record to wait starts the stall clocks
+    /// (after an idle time, no delivery is overdue yet); while the spool holds records, events
+    /// have been waiting all along, so the report's clock keeps running.
     pub fn sent(&self) {
         if self.in_flight.fetch_add(1, Ordering::Relaxed) <= 0 {
-            self.last_progress_ms
-                .store(self.now_ms(), Ordering::Relaxed);
+            let now = self.now_ms();
+            self.last_progress_ms.store(now, Ordering::Relaxed);
+            if !self.spooling.load(Ordering::Relaxed) {
+                self.waiting_since_ms.store(now, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// The producer started (or stopped) spooling: events wait in the spool until it drains.
+    pub fn set_spooling(&self, spooling: bool) {
+        self.spooling.store(spooling, Ordering::Relaxed);
     }
 
     /// A record's delivery report arrived `at`; `delivered` is false when it failed.
@@ -140,7 +159,19 @@ impl Health {
         self.kafka_reachable.store(true, Ordering::Relaxed);
     }
 
-    /// Records wait in librdkafka and none was delivered for `limit`.
+    /// Events wait (in librdkafka or in the spool) and none was delivered for `limit`, nor
+    /// since they started waiting: what /health calls stalled.
+    pub fn waiting_stalled_for(&self, limit: Duration) -> bool {
+        let waiting = self.in_flight() > 0 || self.spooling.load(Ordering::Relaxed);
+        let progress = self
+            .last_delivery_ms
+            .load(Ordering::Relaxed)
+            .max(self.waiting_since_ms.load(Ordering::Relaxed));
+        waiting && self.now_ms().saturating_sub(progress) >= limit.as_millis() as u64
+    }
+
+    /// Records wait in librdkafka and none was delivered for `limit` (nor since they were
+    /// sent after an idle time): the producer then takes them back for the spool.
     pub fn stalled_for(&self, limit: Duration) -> bool {
         let since = self
             .now_ms()
@@ -158,7 +189,7 @@ impl Health {
             .now_ms()
             .saturating_sub(self.last_delivery_ms.load(Ordering::Relaxed))
             / 1000;
-        let stalled = self.stalled_for(self.stall_after);
+        let stalled = self.waiting_stalled_for(self.stall_after);
         let kafka_reachable = self.kafka_reachable();
         let spool_writable = self.spool_writable.load(Ordering::Relaxed);
         let sources_down: Vec<String> = self
@@ -173,6 +204,7 @@ impl Health {
             kafka_reachable,
             spool_writable,
             events_in_flight: in_flight,
+            spooling: self.spooling.load(Ordering::Relaxed),
             seconds_since_last_delivery: since,
             stalled,
             sources_down,
@@ -226,5 +258,30 @@ mod tests {
         assert!(!health.report().healthy);
         health.reported(true, Instant::now());
         assert!(!health.report().stalled, "nothing waits any more");
+    }
+
+    #[test]
+    fn events_waiting_in_the_spool_stall_even_while_replays_are_retried() {
+        let health = Health::new(Duration::from_millis(30));
+        health.set_kafka_reachable(true);
+        health.sent();
+        // The records are taken back into the spool: nothing in librdkafka, events still wait.
+        health.set_spooling(true);
+        health.reported(false, Instant::now());
+        std::thread::sleep(Duration::from_millis(40));
+        // A replay attempt restarts librdkafka's clock, not the report's.
+        health.sent();
+        assert!(
+            !health.stalled_for(Duration::from_millis(30)),
+            "replay gets its own time"
+        );
+        let report = health.report();
+        assert!(report.stalled && !report.healthy, "{report:?}");
+        health.reported(false, Instant::now());
+        assert!(health.report().stalled, "only the spool holds them now");
+        health.sent();
+        health.reported(true, Instant::now());
+        health.set_spooling(false);
+        assert!(!health.report().stalled, "delivered and drained");
     }
 }

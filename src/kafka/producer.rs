@@ -509,6 +509,7 @@ impl Shared {
                 if self.on_failure == OnFailure::Spool
                     && !self.spooling.swap(true, Ordering::AcqRel)
                 {
+                    self.health.set_spooling(true);
                     // Records behind this one must not be delivered ahead of it.
                     self.take_back.store(true, Ordering::Release);
                 }
@@ -770,6 +771,7 @@ impl Producer {
         // Records an earlier run spooled go first, once a broker probe is answered.
         if run.spooler.as_ref().is_some_and(|s| s.has_unread()) {
             self.shared.health.delivery_failed();
+            self.shared.health.set_spooling(true);
             self.shared.spooling.store(true, Ordering::Release);
         }
         loop {
@@ -1022,6 +1024,7 @@ impl Producer {
         }
         if run.held.is_empty() && direct_idle && spooler.is_drained() {
             self.shared.spooling.store(false, Ordering::Release);
+            self.shared.health.set_spooling(false);
             run.failing_since = None;
             tracing::info!("spool drained; sending to Kafka directly again");
         }

@@ -607,7 +607,8 @@ impl Agent {
         }
     }
 
-    fn get(&self, path: &str) -> Option<(u16, String)> {
+    /// GET `path` on the agent's API: status and body, or `None` while it does not answer.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
         let url = format!("http://127.0.0.1:{}{path}", self.api_port);
         let response = reqwest::blocking::Client::new()
             .get(url)

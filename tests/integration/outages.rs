@@ -110,6 +110,9 @@ fn broker_down_at_start_keeps_retrying_and_delivers_once_up() {
     let (status, health) = agent.health();
     assert_eq!(status, 503, "health while the broker is down: {health}");
     assert_eq!(health["kafka_reachable"], false);
+    // Not ready, but alive: a liveness probe must not restart an agent through an outage.
+    let live = agent.get("/health/live").expect("/health/live answers");
+    assert_eq!(live, (200, r#"{"live":true}"#.to_owned()));
     let offsets = setup.checkpoint_offsets();
     assert!(
         offsets.values().all(|o| *o == 0),

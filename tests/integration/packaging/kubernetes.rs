@@ -361,7 +361,10 @@ fn probes_ports_mounts_and_limits_agree_with_the_configs() {
                 .collect();
             let port = u64::from(config.api.port());
             assert_eq!(ports.get("api"), Some(&port), "{at}: the `api` port");
-            for (probe, path) in [("readinessProbe", "/health"), ("livenessProbe", "/metrics")] {
+            for (probe, path) in [
+                ("readinessProbe", "/health"),
+                ("livenessProbe", "/health/live"),
+            ] {
                 let get = &c[probe]["httpGet"];
                 let probed = match &get["port"] {
                     Value::String(name) => *ports

@@ -107,7 +107,7 @@ spec:
             failureThreshold: 3
           livenessProbe:
             httpGet:
-              path: /metrics
+              path: /health/live
               port: api
             initialDelaySeconds: 10
             periodSeconds: 20
