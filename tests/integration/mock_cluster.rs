@@ -294,3 +294,60 @@ fn spooled_records_rejected_on_replay_go_to_the_dead_letter_topic() {
         + read(TOPIC, 2_000 - dead_lettered as usize).len();
     assert_eq!(again, 2_000, "no record twice");
 }
+
+/// Without a spool, `retry_max_elapsed_secs` with `on_retry_exhausted = "dead_letter"`: records
+/// whose partition leader stays down are given up after 2 s and sent once to the dead-letter
+/// topic (led by a broker that is up), counted as given up and dead-lettered, and the file's
+/// checkpoint reaches its end. A mock, because one real broker cannot be down for one topic and
+/// up for another.
+#[test]
+fn records_given_up_after_retry_max_elapsed_secs_go_to_the_dead_letter_topic() {
+    const DEAD: &str = "mocked-exhausted";
+    let cluster = cluster();
+    cluster.create_topic(DEAD, 1, 3).expect("dead-letter topic");
+    for partition in 0..3 {
+        cluster
+            .partition_leader(TOPIC, partition, Some(1))
+            .expect("leaders on broker 1");
+    }
+    cluster
+        .partition_leader(DEAD, 0, Some(2))
+        .expect("dead-letter leader on broker 2");
+    let bootstrap = cluster.bootstrap_servers();
+    let setup = Setup::new();
+    let config = setup.config(
+        &bootstrap,
+        TOPIC,
+        "",
+        &format!(
+            "retry_max_elapsed_secs = 2\non_retry_exhausted = \"dead_letter\"\n\
+             dead_letter_topic = \"{DEAD}\"\n[spool]\nenabled = false"
+        ),
+    );
+    let agent = Agent::start(&setup, &config);
+    agent.wait_until_healthy(Duration::from_secs(20));
+    cluster.broker_down(1).expect("broker down");
+    let path = setup.logs.join("app.log");
+    let mut lines = write_lines(&path, "gu", 0..1_000);
+
+    let given_up = format!(
+        "logship_kafka_events_given_up_total{{topic=\"{TOPIC}\",action=\"dead_lettered\"}}"
+    );
+    agent.wait_for_metric(&given_up, 1_000.0, Duration::from_secs(60));
+    setup.wait_for_checkpoints_at_eof([path.as_path()]);
+    let dropped =
+        format!("logship_kafka_events_given_up_total{{topic=\"{TOPIC}\",action=\"dropped\"}}");
+    assert_eq!(agent.metric(&dropped).unwrap_or(0.0), 0.0);
+    let mut dead = TopicReader::new(&bootstrap, DEAD);
+    let mut seen: Vec<String> = dead
+        .read_until(1_000, Duration::from_secs(1), Duration::from_secs(30))
+        .iter()
+        .map(|r| r.message().to_owned())
+        .collect();
+    seen.sort_unstable();
+    lines.sort_unstable();
+    assert_eq!(
+        seen, lines,
+        "each given-up line once in the dead-letter topic"
+    );
+}

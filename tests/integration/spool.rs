@@ -395,6 +395,52 @@ fn a_damaged_spool_is_counted_and_the_agent_goes_on() {
     assert_eq!(agent.health().0, 200, "{}", agent.health().1);
 }
 
+/// `fsync = "interval"`: records spooled while the broker is frozen settle once an interval's
+/// fsync made them durable, so the checkpoint reaches the end of the file during the outage;
+/// /health reports the stall after `stall_secs` although nothing waits in librdkafka any more
+/// (it once counted only records inside librdkafka, so a spooled outage never looked stalled);
+/// after the thaw every line arrives in order and /health is green again.
+#[test]
+fn spooled_events_settle_on_the_interval_fsync_and_health_reports_the_stall() {
+    let (broker, topic, setup, config) = private_broker_setup(
+        "interval",
+        &format!(
+            "{FAST_SPOOL}\nstall_secs = 3\n[spool]\nfsync = \"interval\"\nfsync_interval_ms = 500"
+        ),
+    );
+    let agent = Agent::start(&setup, &config);
+    agent.wait_until_healthy(Duration::from_secs(30));
+    broker.freeze();
+    let path = setup.logs.join("app.log");
+    let lines = write_lines(&path, "iv", 0..3_000);
+    wait_for_at_least(
+        &agent,
+        "logship_spool_records_written_total",
+        3_000.0,
+        Duration::from_secs(30),
+    );
+    setup.wait_for_checkpoints_at_eof([path.as_path()]);
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let health = loop {
+        let (status, health) = agent.health();
+        if health["stalled"] == true {
+            assert_eq!(status, 503, "{health}");
+            break health;
+        }
+        assert!(Instant::now() < deadline, "never stalled: {health}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        health["events_in_flight"], 0,
+        "they wait in the spool: {health}"
+    );
+
+    thaw_and_expect_every_line(&broker, &topic, lines);
+    agent.wait_until_healthy(Duration::from_secs(30));
+    assert_eq!(agent.health().1["stalled"], false);
+}
+
 /// A spool of 1 MiB: a long outage fills it.
 fn small_spool(when_full: &str) -> String {
     format!(
