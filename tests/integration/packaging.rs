@@ -112,3 +112,35 @@ fn the_dashboard_and_alert_rules_name_only_metrics_the_code_defines() {
         );
     }
 }
+
+/// Every alert rule's and dashboard panel's query parses as PromQL (promql-parser, the parser
+/// GreptimeDB uses; Prometheus's own promtool would need Debian's 96 MB prometheus package).
+#[test]
+fn the_alert_rules_and_dashboard_queries_are_valid_promql() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging");
+    let rules = tools::yaml_documents(&root.join("prometheus/logship-alerts.yml"));
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for group in rules[0]["groups"].as_array().expect("groups") {
+        for rule in group["rules"].as_array().expect("rules") {
+            let name = rule["alert"].as_str().expect("alert name").to_owned();
+            queries.push((name, rule["expr"].as_str().expect("expr").to_owned()));
+        }
+    }
+    let alerts = queries.len();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("grafana/logship-dashboard.json")).expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let title = panel["title"].as_str().unwrap_or("panel").to_owned();
+            queries.push((title, target["expr"].as_str().expect("expr").to_owned()));
+        }
+    }
+    assert!(alerts >= 6 && queries.len() >= alerts + 15, "{queries:?}");
+    for (name, expr) in &queries {
+        if let Err(error) = promql_parser::parser::parse(expr) {
+            panic!("{name}: {error}\n{expr}");
+        }
+    }
+}
