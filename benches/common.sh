@@ -84,6 +84,25 @@ stop_agent() {
   agent=""
 }
 
+# thread_cpu LABEL: the agent's CPU seconds by thread name (tokio workers, librdkafka's broker
+# threads that compress and send, the delivery-report thread), the largest first.
+thread_cpu() {
+  python3 - "$1" "$agent" "$(getconf CLK_TCK)" <<'PY'
+import collections, glob, sys
+label, pid, hz = sys.argv[1], sys.argv[2], int(sys.argv[3])
+cpu = collections.Counter()
+for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
+    try:
+        text = open(stat).read()
+    except OSError:
+        continue
+    name = text[text.index("(") + 1:text.rindex(")")]
+    fields = text[text.rindex(")") + 2:].split()
+    cpu[name] += (int(fields[11]) + int(fields[12])) / hz
+print(f"{label} threads: " + " ".join(f"{n}={s:.2f}s" for n, s in cpu.most_common() if s > 0))
+PY
+}
+
 # measure_until LABEL METRIC LINES BYTES: starts the agent, waits until METRIC reaches LINES,
 # stops it, and prints the wall time, the agent's CPU time (utime+stime from /proc), CPU seconds
 # per GB of BYTES of input, and its peak RSS (VmHWM).
@@ -95,6 +114,7 @@ measure_until() {
   end=$(date +%s%N)
   ticks=$(awk '{print $14 + $15}' "/proc/$agent/stat")
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
+  thread_cpu "$1" >&2
   stop_agent
   python3 - "$1" "$3" "$4" "$((end - start))" "$ticks" "$(getconf CLK_TCK)" "$hwm" <<'PY'
 import sys

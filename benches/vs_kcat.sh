@@ -9,6 +9,10 @@
 #   logship     the agent ships the file: each line in the JSON envelope (the default); wall
 #               time from start until logship_kafka_events_delivered_total shows every line.
 #   raw         the same with `encoding = "raw"`: the very bytes kcat sends.
+#   kcat-json   `kcat -P` producing the agent's own JSON records (read back from a first,
+#               unmeasured run of the agent), one per line: the same bytes the JSON envelope
+#               makes librdkafka copy, compress and send, so the part of the gap that is the
+#               envelope's larger records, not the agent's per-record work, shows.
 #   spool write the agent with its broker unreachable: every line goes to the disk spool; time
 #               until logship_spool_records_written_total shows every line (includes the
 #               1 s message_timeout_ms before the first record is taken back).
@@ -39,27 +43,46 @@ PY
 bytes=$(stat -c %s "$log")
 echo "input: $lines lines, $bytes bytes, $((bytes / lines)) bytes a line" >&2
 
-# kcat, measured by wait4() in Python.
+# run_kcat [LABEL FILE]: kcat producing FILE (default: the log), measured by wait4() in Python.
 run_kcat() {
   fresh_broker
   topic=kcat-$(date +%s)
   create_topic "$topic"
-  "$LOGSHIP_TEST_PYTHON" - "$lines" "$bytes" "$LOGSHIP_TEST_BROKERS" "$topic" "$log" <<'PY'
+  "$LOGSHIP_TEST_PYTHON" - "$lines" "$bytes" "$LOGSHIP_TEST_BROKERS" "$topic" "${2:-$log}" "${1:-kcat}" <<'PY'
 import os, subprocess, sys, time
-lines, nbytes, brokers, topic, log = sys.argv[1:]
+lines, nbytes, brokers, topic, log, label = sys.argv[1:]
 cmd = ["kcat", "-P", "-b", brokers, "-t", topic, "-z", "zstd",
        "-X", "acks=all", "-X", "enable.idempotence=true", "-X", "linger.ms=5",
        "-X", "batch.size=1000000", "-l", log]
 start = time.monotonic()
 proc = subprocess.Popen(cmd)
-_, status, usage = os.wait4(proc.pid, 0)
+# Each thread's CPU, sampled every 10 ms until kcat exits (the last 10 ms may be missed).
+threads = {}
+while True:
+    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    if pid:
+        break
+    for task in os.listdir(f"/proc/{proc.pid}/task") if os.path.exists(f"/proc/{proc.pid}/task") else []:
+        try:
+            text = open(f"/proc/{proc.pid}/task/{task}/stat").read()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        name = text[text.index("(") + 1:text.rindex(")")]
+        threads[(name, task)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    time.sleep(0.01)
 secs = time.monotonic() - start
 assert status == 0, f"kcat failed: {status}"
 cpu = usage.ru_utime + usage.ru_stime
 lines, nbytes = int(lines), int(nbytes)
-print(f"kcat: lines={lines} seconds={secs:.2f} lines_per_sec={lines/secs:,.0f} "
+print(f"{label}: lines={lines} seconds={secs:.2f} lines_per_sec={lines/secs:,.0f} "
       f"MiB_per_sec={nbytes/secs/2**20:.1f} cpu_seconds={cpu:.2f} "
       f"cpu_seconds_per_GB={cpu/(nbytes/1e9):.1f} peak_rss_MiB={usage.ru_maxrss/1024:.1f}")
+by_name = {}
+for (name, _), secs in threads.items():
+    by_name[name] = by_name.get(name, 0) + secs
+print(f"{label} threads: " + " ".join(f"{n}={s:.2f}s" for n, s in sorted(by_name.items(), key=lambda i: -i[1]) if s > 0),
+      file=sys.stderr)
 PY
 }
 
@@ -73,9 +96,16 @@ ship() {
   measure_until "$1" logship_kafka_events_delivered_total "$lines" "$bytes"
 }
 
+# The agent's JSON records, for kcat-json: one unmeasured run, read back with kcat -C.
+ship envelope "" >/dev/null
+records=$work/records.json
+kcat -C -b "$LOGSHIP_TEST_BROKERS" -t "$topic" -e -q -f '%s\n' > "$records"
+echo "JSON records: $(wc -l < "$records") records, $(stat -c %s "$records") bytes" >&2
+
 for ((round = 1; round <= rounds; round++)); do
   echo "round $round of $rounds" >&2
   run_kcat
+  run_kcat kcat-json "$records"
   ship logship ""
   ship raw 'encoding = "raw"'
 done

@@ -3,8 +3,10 @@
 //! sources pause (counted), and once the broker is back every line is delivered.
 //!
 //! Six sources, each through a pipeline of its own, read 2 MiB per turn: without the budget
-//! their channels alone would hold about 80 MB of lines (six sources × five batches × 2 MiB,
-//! plus the producer's channel), over the limit plus the overhead asserted here.
+//! their channels alone would hold about 50 MB of lines (six sources × four batches of 2 MiB:
+//! two in the source's channel, one in its pipeline, one waiting for the producer's channel of
+//! two more), and librdkafka's queue 16 MiB on top: over the limit plus the overhead asserted
+//! here.
 
 use std::time::{Duration, Instant};
 

@@ -79,8 +79,9 @@ fn kill_9_while_shipping_loses_nothing_and_duplicates_stay_in_the_window() {
             "line at {offset} duplicated but was before the checkpoint {checkpoint}"
         );
     }
-    // The window: what librdkafka holds, what waits in the channel, and what was delivered since
-    // the last checkpoint write (100 ms, doubled for scheduling slack).
+    // The window: what librdkafka holds, what waits in the channels (six read turns of 256 KiB
+    // at most; 16 counted, for slack), and what was delivered since the last checkpoint write
+    // (100 ms, doubled for scheduling slack).
     let channel_lines = 16 * (256 * 1024 / 60);
     let window = QUEUE_MAX_EVENTS + channel_lines + (rate * 0.2) as usize;
     println!(
@@ -140,7 +141,8 @@ fn files_created_and_rotated_away_while_blocked_are_still_shipped() {
     let topic = create_topic(&brokers, "blocked-rotation", 1);
     let setup = Setup::new();
     let path = setup.logs.join("app.log");
-    // More than the channel holds (16 read turns of 256 KiB), so the source blocks.
+    // More than the channels and librdkafka's queue hold (a few read turns of 256 KiB, and
+    // 20,000 records), so the source blocks.
     let mut lines = write_lines(&path, "first", 0..100_000);
     let proxy = Proxy::start(&brokers, false);
     // A small in-flight window, so the channel fills and the source blocks.

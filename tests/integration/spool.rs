@@ -49,6 +49,29 @@ fn wait_for_at_least(agent: &Agent, metric: &str, value: f64, timeout: Duration)
     }
 }
 
+/// Starts the agent, freezes the broker once /health is green, writes `count` lines named after
+/// `prefix` to app.log and waits until the spool has taken them all.
+fn spool_lines(
+    broker: &PrivateBroker,
+    setup: &Setup,
+    config: &Path,
+    prefix: &str,
+    count: usize,
+) -> (Agent, PathBuf, Vec<String>) {
+    let agent = Agent::start(setup, config);
+    agent.wait_until_healthy(Duration::from_secs(30));
+    broker.freeze();
+    let path = setup.logs.join("app.log");
+    let lines = write_lines(&path, prefix, 0..count);
+    wait_for_at_least(
+        &agent,
+        "logship_spool_records_written_total",
+        count as f64,
+        Duration::from_secs(30),
+    );
+    (agent, path, lines)
+}
+
 /// Polls until `metric` stops changing for `quiet`.
 fn wait_until_steady(agent: &Agent, metric: &str, quiet: Duration, timeout: Duration) -> f64 {
     let deadline = Instant::now() + timeout;
@@ -408,17 +431,7 @@ fn spooled_events_settle_on_the_interval_fsync_and_health_reports_the_stall() {
             "{FAST_SPOOL}\nstall_secs = 3\n[spool]\nfsync = \"interval\"\nfsync_interval_ms = 500"
         ),
     );
-    let agent = Agent::start(&setup, &config);
-    agent.wait_until_healthy(Duration::from_secs(30));
-    broker.freeze();
-    let path = setup.logs.join("app.log");
-    let lines = write_lines(&path, "iv", 0..3_000);
-    wait_for_at_least(
-        &agent,
-        "logship_spool_records_written_total",
-        3_000.0,
-        Duration::from_secs(30),
-    );
+    let (agent, path, lines) = spool_lines(&broker, &setup, &config, "iv", 3_000);
     setup.wait_for_checkpoints_at_eof([path.as_path()]);
 
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -626,17 +639,7 @@ fn with_a_spool_an_outage_longer_than_retry_max_elapsed_secs_gives_nothing_up() 
         "outlast",
         "message_timeout_ms = 1000\nretry_max_elapsed_secs = 2",
     );
-    let agent = Agent::start(&setup, &config);
-    agent.wait_until_healthy(Duration::from_secs(30));
-    broker.freeze();
-    let path = setup.logs.join("app.log");
-    let lines = write_lines(&path, "outlast", 0..5_000);
-    wait_for_at_least(
-        &agent,
-        "logship_spool_records_written_total",
-        5_000.0,
-        Duration::from_secs(30),
-    );
+    let (agent, path, lines) = spool_lines(&broker, &setup, &config, "outlast", 5_000);
     std::thread::sleep(Duration::from_secs(5));
 
     thaw_and_expect_every_line(&broker, &topic, lines);
