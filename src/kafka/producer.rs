@@ -348,11 +348,19 @@ impl Shared {
         let now = Instant::now();
         let records = acked.len();
         let mut bytes = 0;
+        // Records taken together share `sent_at`, so they share the latency too: one sample per
+        // such run, not per record. The exporter keeps every sample until the next upkeep, so
+        // per-record samples cost memory in step with the rate (8 bytes a record, drained every
+        // 5 s: 40 MB at a million records a second), outside the memory budget.
+        let mut sampled = None;
         let tokens = acked.drain(..).filter_map(|mut inflight| {
-            self.metrics.delivery_latency.record(
-                now.saturating_duration_since(inflight.sent_at)
-                    .as_secs_f64(),
-            );
+            if sampled != Some(inflight.sent_at) {
+                sampled = Some(inflight.sent_at);
+                self.metrics.delivery_latency.record(
+                    now.saturating_duration_since(inflight.sent_at)
+                        .as_secs_f64(),
+                );
+            }
             bytes += inflight.bytes;
             inflight.token.take()
         });
