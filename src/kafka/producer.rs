@@ -221,6 +221,8 @@ struct Shared {
     /// returns (`finish_acked`): one clock read, one lock per tracker and one update of each
     /// shared counter per batch of reports, instead of per record.
     acked: Mutex<Vec<InFlight>>,
+    /// The send time of the last delivery-latency sample (`sample_latency`).
+    last_sampled: Mutex<Option<Instant>>,
     /// The next `InFlight::order`.
     next_order: std::sync::atomic::AtomicU64,
 }
@@ -273,10 +275,7 @@ impl ProducerContext for DeliveryContext {
             return;
         }
         let now = Instant::now();
-        shared.metrics.delivery_latency.record(
-            now.saturating_duration_since(inflight.sent_at)
-                .as_secs_f64(),
-        );
+        shared.sample_latency(&mut lock(&shared.last_sampled), inflight.sent_at, now);
         // The in-flight gauges are set by the delivery thread after each poll, not per record.
         shared
             .in_flight_bytes
@@ -333,6 +332,7 @@ impl Shared {
             take_back: AtomicBool::new(false),
             direct_in_flight: AtomicI64::new(0),
             acked: Mutex::new(Vec::new()),
+            last_sampled: Mutex::new(None),
             next_order: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -348,19 +348,9 @@ impl Shared {
         let now = Instant::now();
         let records = acked.len();
         let mut bytes = 0;
-        // Records taken together share `sent_at`, so they share the latency too: one sample per
-        // such run, not per record. The exporter keeps every sample until the next upkeep, so
-        // per-record samples cost memory in step with the rate (8 bytes a record, drained every
-        // 5 s: 40 MB at a million records a second), outside the memory budget.
-        let mut sampled = None;
+        let mut last = lock(&self.last_sampled);
         let tokens = acked.drain(..).filter_map(|mut inflight| {
-            if sampled != Some(inflight.sent_at) {
-                sampled = Some(inflight.sent_at);
-                self.metrics.delivery_latency.record(
-                    now.saturating_duration_since(inflight.sent_at)
-                        .as_secs_f64(),
-                );
-            }
+            self.sample_latency(&mut last, inflight.sent_at, now);
             bytes += inflight.bytes;
             inflight.token.take()
         });
@@ -373,6 +363,20 @@ impl Shared {
         self.direct_in_flight
             .fetch_sub(records as i64, Ordering::AcqRel);
         self.room.notify_one();
+    }
+
+    /// Records a delivery latency, once for a run of reports of records sent at the same
+    /// instant (a batch, a replayed frame): they share the latency. The exporter keeps every
+    /// sample until the next upkeep, so a sample per record would cost memory in step with the
+    /// rate (8 bytes a record, drained every 5 s: 40 MB at a million records a second), outside
+    /// the memory budget. `last` is `last_sampled`, locked by the caller (once per run).
+    fn sample_latency(&self, last: &mut Option<Instant>, sent_at: Instant, now: Instant) {
+        if *last != Some(sent_at) {
+            *last = Some(sent_at);
+            self.metrics
+                .delivery_latency
+                .record(now.saturating_duration_since(sent_at).as_secs_f64());
+        }
     }
 
     /// Sets the in-flight gauges; the sums may dip below 0 briefly when a report comes before
@@ -1020,10 +1024,13 @@ impl Producer {
                 }
                 continue;
             }
+            // One send time for the frame: its records share a latency sample.
+            let taken_at = Instant::now();
             for record in &frame.records {
                 // A topic that vanished while records waited is given up, counted (`routed`).
                 let origin = Origin::Replay(Arc::clone(&progress));
-                let inflight = InFlight::new(None, true, record.payload.len(), origin);
+                let len = record.payload.len();
+                let inflight = InFlight::taken_at(None, true, len, origin, taken_at);
                 let topic = &record.topic;
                 if let Sent::Stopped = self.send_spooled(topic, record, inflight, stop).await? {
                     return Ok(false);
