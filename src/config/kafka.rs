@@ -452,6 +452,9 @@ pub struct KafkaSettings {
     pub dead_letter_topic: Option<String>,
     /// Where records Kafka rejects for good go; `None`: they are dropped, counted.
     pub rejected_to: Option<String>,
+    /// `partitioner = "consistent_random"` (the default): keyed records are partitioned by
+    /// `kafka::partition`, the same rule at less cost; otherwise by librdkafka.
+    pub key_partitioner: bool,
     pub client: ClientConfig,
 }
 
@@ -667,6 +670,7 @@ impl KafkaConfig {
                 .retry_max_elapsed_secs
                 .map(std::time::Duration::from_secs),
             exhausted_to,
+            key_partitioner: self.partitioner == Partitioner::ConsistentRandom,
             topic: self.topic.clone(),
             dead_letter_topic: self.dead_letter_topic.clone(),
             rejected_to,

@@ -1,7 +1,8 @@
-//! Kafka: events become records (`record`), the producer sends them and turns delivery reports
-//! into acknowledgements (`producer`), and records Kafka cannot take go to the disk spool and
-//! come back from it (`spooling`). (The sinks' consumer side comes with the sink binaries.)
+//! Kafka: events become records (`record`), the producer sends them (keyed ones to the partition
+//! `partition` picks) and turns delivery reports into acknowledgements (`producer`), and records
+//! Kafka cannot take go to the disk spool and come back from it (`spooling`). (The sinks' consumer side comes with the sink binaries.)
 
+mod partition;
 pub mod producer;
 mod record;
 mod spooling;

@@ -32,6 +32,7 @@ use rdkafka::producer::{
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::partition::KeyPartitioner;
 use super::record::{Encoder, Prepared, RecordBatch, RecordMaker, owned_headers, spool_headers};
 use super::spooling::Spooler;
 use crate::ack::AckToken;
@@ -241,6 +242,8 @@ enum OnFailure {
 /// librdkafka callbacks.
 struct DeliveryContext {
     shared: Arc<Shared>,
+    /// Partitions keyed records (`partitioner = "consistent_random"`); `None`: librdkafka does.
+    partitioner: Option<KeyPartitioner>,
 }
 
 impl ClientContext for DeliveryContext {
@@ -254,8 +257,12 @@ impl ClientContext for DeliveryContext {
     }
 }
 
-impl ProducerContext for DeliveryContext {
+impl ProducerContext<KeyPartitioner> for DeliveryContext {
     type DeliveryOpaque = Box<InFlight>;
+
+    fn get_custom_partitioner(&self) -> Option<&KeyPartitioner> {
+        self.partitioner.as_ref()
+    }
 
     fn delivery(&self, result: &DeliveryResult<'_>, mut inflight: Self::DeliveryOpaque) {
         let shared = &self.shared;
@@ -630,7 +637,7 @@ enum Refusal {
 
 /// The agent's Kafka producer: the configured topic, or the one a pipeline chose per event.
 pub struct Producer {
-    inner: Arc<BaseProducer<DeliveryContext>>,
+    inner: Arc<BaseProducer<DeliveryContext, KeyPartitioner>>,
     records: Arc<RecordMaker>,
     shared: Arc<Shared>,
     /// The spool, while `run` is not using it (at start and at shutdown).
@@ -660,7 +667,7 @@ impl Poller {
     /// them one by one (`message.timeout.ms = 0`): a record failing alone would let the ones
     /// behind it overtake it. Checked after every poll, so within a second of the limit.
     fn start(
-        producer: Arc<BaseProducer<DeliveryContext>>,
+        producer: Arc<BaseProducer<DeliveryContext, KeyPartitioner>>,
         shared: Arc<Shared>,
         spool_after: Option<Duration>,
     ) -> std::io::Result<Self> {
@@ -746,8 +753,9 @@ impl Producer {
             .map_err(ProducerError::Spool)?;
         let context = DeliveryContext {
             shared: Arc::clone(&shared),
+            partitioner: settings.key_partitioner.then(KeyPartitioner::default),
         };
-        let inner: Arc<BaseProducer<DeliveryContext>> = Arc::new(
+        let inner: Arc<BaseProducer<DeliveryContext, KeyPartitioner>> = Arc::new(
             settings
                 .client
                 .create_with_context(context)
