@@ -70,6 +70,25 @@ impl<P: Clone + Send + std::fmt::Debug + 'static> AckTracker<P> {
         }
     }
 
+    /// Registers the next events, which end at `ends` in order, under one lock (a read turn's
+    /// lines), and returns their tokens.
+    pub fn track_all(self: &Arc<Self>, ends: impl IntoIterator<Item = P>) -> Vec<AckToken> {
+        let mut state = self.lock();
+        let first = state.front_seq + state.pending.len() as u64;
+        state
+            .pending
+            .extend(ends.into_iter().map(|end| (end, false)));
+        let last = state.front_seq + state.pending.len() as u64;
+        drop(state);
+        (first..last)
+            .map(|seq| AckToken {
+                settle: Arc::clone(self) as Arc<dyn Settle>,
+                seq,
+                absorbed: Vec::new(),
+            })
+            .collect()
+    }
+
     /// The end of the settled prefix: where a restart must resume.
     pub fn position(&self) -> P {
         self.lock().position.clone()
@@ -248,6 +267,30 @@ mod tests {
         a.settle();
         assert_eq!(tracker.position(), 40);
         assert_eq!(tracker.outstanding(), 0);
+    }
+
+    #[test]
+    fn tokens_tracked_together_follow_the_ones_tracked_alone() {
+        let tracker = AckTracker::new(0u64);
+        let first = tracker.track(5);
+        let mut turn = tracker.track_all([10, 20, 30]);
+        let last = tracker.track(40);
+        assert_eq!(tracker.outstanding(), 5);
+        let c = turn.pop().expect("token");
+        let b = turn.pop().expect("token");
+        let a = turn.pop().expect("token");
+        AckToken::settle_all([b, last]);
+        first.settle();
+        assert_eq!(
+            tracker.position(),
+            5,
+            "the turn's first line is not delivered"
+        );
+        a.settle();
+        assert_eq!(tracker.position(), 20);
+        c.settle();
+        assert_eq!(tracker.position(), 40);
+        assert!(tracker.track_all(std::iter::empty()).is_empty());
     }
 
     #[test]

@@ -686,9 +686,11 @@ impl FileSet {
         }
         self.metrics.events_read.increment(lines.len() as u64);
         let read_at = chrono::Utc::now();
+        let tokens = tracker.track_all(lines.iter().map(|line| line.end));
         lines
             .into_iter()
-            .map(|line| {
+            .zip(tokens)
+            .map(|(line, token)| {
                 if let Some(length) = line.truncated_from {
                     self.metrics
                         .line_truncated(path, line.start, length, line.bytes.len());
@@ -703,7 +705,7 @@ impl FileSet {
                     offset: line.start,
                 };
                 let mut event = Event::from_file_line(message, read_at, origin);
-                event.ack = Some(tracker.track(line.end));
+                event.ack = Some(token);
                 event.key = Some(Arc::clone(key));
                 event
             })
