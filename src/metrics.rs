@@ -93,7 +93,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     );
     describe_histogram!(
         KAFKA_DELIVERY_LATENCY,
-        "Seconds from the producer taking a record (waits for room in librdkafka's queue included) to its acknowledgement (or rejection). Records taken together and acknowledged together are one sample: _count counts those runs; logship_kafka_events_delivered_total counts records."
+        "Seconds from the producer taking a record (waits for room in librdkafka's queue included) to its acknowledgement (or rejection). One sample per batch the producer took together (the latency of its first acknowledged record): _count counts batches; logship_kafka_events_delivered_total counts records."
     );
     describe_gauge!(
         KAFKA_IN_FLIGHT_BYTES,

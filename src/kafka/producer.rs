@@ -372,8 +372,8 @@ impl Shared {
         self.room.notify_one();
     }
 
-    /// Records a delivery latency, once for a run of reports of records sent at the same
-    /// instant (a batch, a replayed frame): they share the latency. The exporter keeps every
+    /// Records a delivery latency once per send time: the records of one batch (or replayed
+    /// frame) were sent at the same instant, and the first of them acknowledged speaks for all. The exporter keeps every
     /// sample until the next upkeep, so a sample per record would cost memory in step with the
     /// rate (8 bytes a record, drained every 5 s: 40 MB at a million records a second), outside
     /// the memory budget. `last` is `last_sampled`, locked by the caller (once per run).
