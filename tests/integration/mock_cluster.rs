@@ -338,6 +338,8 @@ fn records_given_up_after_retry_max_elapsed_secs_go_to_the_dead_letter_topic() {
     let dropped =
         format!("logship_kafka_events_given_up_total{{topic=\"{TOPIC}\",action=\"dropped\"}}");
     assert_eq!(agent.metric(&dropped).unwrap_or(0.0), 0.0);
+    // Up again before reading: the test's consumer treats a refused connection as an error.
+    cluster.broker_up(1).expect("broker up");
     let mut dead = TopicReader::new(&bootstrap, DEAD);
     let mut seen: Vec<String> = dead
         .read_until(1_000, Duration::from_secs(1), Duration::from_secs(30))
