@@ -436,6 +436,37 @@ mod tests {
         frames
     }
 
+    /// `fsync = "interval"` (invariant 1): written records settle only at the interval's fsync,
+    /// never at the write, so a checkpoint cannot pass a record a crash could still lose.
+    #[test]
+    fn with_an_interval_records_settle_at_the_fsync_not_at_the_write() {
+        let dir = TempDir::new().unwrap();
+        let mut settings = settings(dir.path(), 1 << 30, 1 << 26);
+        settings.fsync_interval = Some(Duration::from_millis(300));
+        let (mut spooler, _) = spooler(&settings);
+        let tracker = AckTracker::new(0u64);
+        for n in 0..3 {
+            spooler.hold(record(n, 100), Some(tracker.track(n + 1)));
+        }
+        faults::take_syncs();
+        spooler.write_pending();
+        spooler.sync_if_due();
+        assert_eq!(tracker.position(), 0, "written, not yet fsynced");
+        let early = faults::take_syncs();
+        assert!(
+            early.is_empty(),
+            "a segment fsynced before the interval: {early:?}"
+        );
+        std::thread::sleep(Duration::from_millis(350));
+        spooler.sync_if_due();
+        let synced = faults::take_syncs();
+        assert!(
+            synced.iter().any(|(_, failed)| !failed),
+            "the interval's fsync: {synced:?}"
+        );
+        assert_eq!(tracker.position(), 3, "settled by the fsync");
+    }
+
     /// Review finding 2 (fsyncgate): after a failed fsync, the next turn fsynced the same file
     /// again, which Linux answers with success although the data may never reach the disk, and
     /// settled the records. They must be written again to a fresh segment, and settle only

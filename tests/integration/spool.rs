@@ -418,8 +418,10 @@ fn a_damaged_spool_is_counted_and_the_agent_goes_on() {
     assert_eq!(agent.health().0, 200, "{}", agent.health().1);
 }
 
-/// `fsync = "interval"`: records spooled while the broker is frozen settle once an interval's
-/// fsync made them durable, so the checkpoint reaches the end of the file during the outage;
+/// `fsync = "interval"`: records spooled while the broker is frozen settle through the
+/// interval's fsyncs, so the checkpoint reaches the end of the file during the outage (that they
+/// settle at the fsync and not at the write is
+/// `spooling::tests::with_an_interval_records_settle_at_the_fsync_not_at_the_write`);
 /// /health reports the stall after `stall_secs` although nothing waits in librdkafka any more
 /// (it once counted only records inside librdkafka, so a spooled outage never looked stalled);
 /// after the thaw every line arrives in order and /health is green again.
