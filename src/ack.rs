@@ -63,11 +63,7 @@ impl<P: Clone + Send + std::fmt::Debug + 'static> AckTracker<P> {
         let mut state = self.lock();
         let seq = state.front_seq + state.pending.len() as u64;
         state.pending.push_back((end, false));
-        AckToken {
-            settle: Arc::clone(self) as Arc<dyn Settle>,
-            seq,
-            absorbed: Vec::new(),
-        }
+        self.token(seq)
     }
 
     /// Registers the next events, which end at `ends` in order, under one lock (a read turn's
@@ -80,13 +76,16 @@ impl<P: Clone + Send + std::fmt::Debug + 'static> AckTracker<P> {
             .extend(ends.into_iter().map(|end| (end, false)));
         let last = state.front_seq + state.pending.len() as u64;
         drop(state);
-        (first..last)
-            .map(|seq| AckToken {
-                settle: Arc::clone(self) as Arc<dyn Settle>,
-                seq,
-                absorbed: Vec::new(),
-            })
-            .collect()
+        (first..last).map(|seq| self.token(seq)).collect()
+    }
+
+    /// The token that settles event `seq` of this tracker.
+    fn token(self: &Arc<Self>, seq: u64) -> AckToken {
+        AckToken {
+            settle: Arc::clone(self) as Arc<dyn Settle>,
+            seq,
+            absorbed: Vec::new(),
+        }
     }
 
     /// The end of the settled prefix: where a restart must resume.

@@ -161,7 +161,7 @@ impl Health {
 
     /// Events wait (in librdkafka or in the spool) and none was delivered for `limit`, nor
     /// since they started waiting: what /health calls stalled.
-    pub fn waiting_stalled_for(&self, limit: Duration) -> bool {
+    fn waiting_stalled_for(&self, limit: Duration) -> bool {
         let waiting = self.in_flight() > 0 || self.spooling.load(Ordering::Relaxed);
         let progress = self
             .last_delivery_ms

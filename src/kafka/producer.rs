@@ -210,7 +210,8 @@ struct Shared {
     /// Rejected records waiting to be sent there by the run loop.
     rejected: Mutex<Vec<Rejected>>,
     frames_done: Mutex<Vec<Arc<FrameProgress>>>,
-    /// New events go to the spool. Set by the first diverted record when there is a spool.
+    /// New events go to the spool. Set by the first diverted record when there is a spool; set
+    /// and cleared through `start_spooling` and `stop_spooling` only, which tell /health too.
     spooling: AtomicBool,
     /// The delivery thread takes every record back from librdkafka (purge: queued and in
     /// flight), to be diverted in order. Set by the first diverted record of an outage.
@@ -373,10 +374,11 @@ impl Shared {
     }
 
     /// Records a delivery latency once per send time: the records of one batch (or replayed
-    /// frame) were sent at the same instant, and the first of them acknowledged speaks for all. The exporter keeps every
-    /// sample until the next upkeep, so a sample per record would cost memory in step with the
-    /// rate (8 bytes a record, drained every 5 s: 40 MB at a million records a second), outside
-    /// the memory budget. `last` is `last_sampled`, locked by the caller (once per run).
+    /// frame) were sent at the same instant, and the first of them acknowledged speaks for all.
+    /// The exporter keeps every sample until the next upkeep, so a sample per record would cost
+    /// memory in step with the rate (8 bytes a record, drained every 5 s: 40 MB at a million
+    /// records a second), outside the memory budget. `last` is `last_sampled`, locked by the
+    /// caller (once per run).
     fn sample_latency(&self, last: &mut Option<Instant>, sent_at: Instant, now: Instant) {
         if *last != Some(sent_at) {
             *last = Some(sent_at);
@@ -384,6 +386,19 @@ impl Shared {
                 .delivery_latency
                 .record(now.saturating_duration_since(sent_at).as_secs_f64());
         }
+    }
+
+    /// Switches new events to the spool, and /health with it; true when it was not spooling yet.
+    fn start_spooling(&self) -> bool {
+        let started = !self.spooling.swap(true, Ordering::AcqRel);
+        self.health.set_spooling(true);
+        started
+    }
+
+    /// The spool drained: events go to Kafka directly again, and /health says so.
+    fn stop_spooling(&self) {
+        self.spooling.store(false, Ordering::Release);
+        self.health.set_spooling(false);
     }
 
     /// Sets the in-flight gauges; the sums may dip below 0 briefly when a report comes before
@@ -525,10 +540,7 @@ impl Shared {
                     token: inflight.token.take(),
                     order: inflight.order,
                 });
-                if self.on_failure == OnFailure::Spool
-                    && !self.spooling.swap(true, Ordering::AcqRel)
-                {
-                    self.health.set_spooling(true);
+                if self.on_failure == OnFailure::Spool && self.start_spooling() {
                     // Records behind this one must not be delivered ahead of it.
                     self.take_back.store(true, Ordering::Release);
                 }
@@ -791,8 +803,7 @@ impl Producer {
         // Records an earlier run spooled go first, once a broker probe is answered.
         if run.spooler.as_ref().is_some_and(|s| s.has_unread()) {
             self.shared.health.delivery_failed();
-            self.shared.health.set_spooling(true);
-            self.shared.spooling.store(true, Ordering::Release);
+            self.shared.start_spooling();
         }
         loop {
             self.check_failed()?;
@@ -1046,8 +1057,7 @@ impl Producer {
             }
         }
         if run.held.is_empty() && direct_idle && spooler.is_drained() {
-            self.shared.spooling.store(false, Ordering::Release);
-            self.shared.health.set_spooling(false);
+            self.shared.stop_spooling();
             run.failing_since = None;
             tracing::info!("spool drained; sending to Kafka directly again");
         }
