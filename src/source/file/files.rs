@@ -439,7 +439,11 @@ impl FileSet {
             }
         }
         let file = &self.files[index];
-        events.extend(self.events((&file.tracker, &file.path_str, &file.key), lines));
+        let read = self.events((&file.tracker, &file.path_str, &file.key), lines);
+        if events.is_empty() {
+            return read;
+        }
+        events.extend(read);
         events
     }
 
