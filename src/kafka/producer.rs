@@ -1046,10 +1046,12 @@ impl Producer {
             // One send time for the frame: its records share a latency sample.
             let taken_at = Instant::now();
             for record in &frame.records {
-                // A topic that vanished while records waited is given up, counted (`routed`).
+                // A topic the event's data chose that vanished while its records waited is
+                // given up, counted; the configured topic's records wait for it.
                 let origin = Origin::Replay(Arc::clone(&progress));
                 let len = record.payload.len();
-                let inflight = InFlight::taken_at(None, true, len, origin, taken_at);
+                let routed = self.records.chose(&record.topic);
+                let inflight = InFlight::taken_at(None, routed, len, origin, taken_at);
                 let topic = &record.topic;
                 if let Sent::Stopped = self.send_spooled(topic, record, inflight, stop).await? {
                     return Ok(false);
@@ -1168,6 +1170,13 @@ impl Producer {
             return Ok(Refusal::OfferAgain);
         }
         self.check_failed()?;
+        if matches!(inflight.origin, Origin::Direct) && stops_the_agent(error, inflight.routed) {
+            // The configured topic is gone (deleted while the agent ran): as when a delivery
+            // report says so, the agent stops, and this record's line is read again after.
+            let topic = record().topic;
+            tracing::error!(topic, %error, "delivery failed");
+            return Err(ProducerError::Undeliverable(format!("{topic}: {error}")));
+        }
         if let Some(reason) = permanent_reason(error, inflight.routed) {
             // Refused by librdkafka itself, a record it can never send: handled as if Kafka had
             // rejected it.

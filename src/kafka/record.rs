@@ -198,6 +198,16 @@ impl RecordMaker {
         }
     }
 
+    /// Whether the event's data chose `topic` (a route, or the `topic` template), for a record
+    /// whose event is gone (spooled): the configured topic and `fallback_topic` are not chosen.
+    /// A route that chose one of those by name reads as not chosen, so a missing topic then
+    /// makes its records wait (retried) instead of being given up.
+    pub fn chose(&self, topic: &str) -> bool {
+        let configured = self.settings.topic.is_static() && *self.static_topic == *topic;
+        let fallback = self.settings.fallback_topic.as_deref() == Some(topic);
+        !(configured || fallback)
+    }
+
     /// The record's topic, and whether the event's data chose it: a pipeline's choice first,
     /// then the template, then `fallback_topic`.
     fn topic_of(&self, event: &mut Event) -> (Arc<str>, bool) {
@@ -285,6 +295,29 @@ mod tests {
             offset: 0,
         };
         Event::from_file_line(line.into(), chrono::DateTime::UNIX_EPOCH, origin)
+    }
+
+    fn maker(kafka: &str) -> RecordMaker {
+        let text = format!(
+            "data_dir = \"/tmp\"\n[sources.a]\ntype = \"file\"\ninclude = [\"/x/*.log\"]\n\
+             [kafka]\nbrokers = [\"127.0.0.1:9\"]\n{kafka}\n"
+        );
+        let config = crate::config::Config::from_toml(&text, &|_| None).expect("valid");
+        RecordMaker::new(config.kafka.records, &config.kafka.topic)
+    }
+
+    #[test]
+    fn a_spooled_record_for_the_configured_or_fallback_topic_was_not_chosen_by_its_event() {
+        let fixed = maker("topic = \"logs\"");
+        assert!(!fixed.chose("logs"));
+        assert!(fixed.chose("errors"), "a route's choice");
+        let template = maker("topic = \"logs.{{ team }}\"\nfallback_topic = \"logs-other\"");
+        assert!(!template.chose("logs-other"));
+        assert!(template.chose("logs.a"));
+        assert!(
+            template.chose("logs.{{ team }}"),
+            "never a topic a record went to"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::harness::{
-    Agent, Setup, TopicReader, brokers, check_delivery, create_topic, paced_writer, write_lines,
+    Agent, NO_AUTO_CREATE, Setup, TopicReader, brokers, check_delivery, create_topic,
+    create_topic_named, delete_topic, paced_writer, write_lines,
 };
 
 #[test]
@@ -155,4 +156,75 @@ steps = [{{ type = "parse_logfmt" }}]
         [("shipper".to_owned(), "logship".to_owned())],
         "no `dest` header without the field"
     );
+}
+
+/// A configured topic that does not exist (the broker creates no topics here, `NO_AUTO_CREATE`):
+/// every record would fail, so the agent stops and says why, instead of spooling or dropping, and
+/// its checkpoint stays before the lines. Once the topic exists, a restart delivers them all.
+#[test]
+fn a_configured_topic_that_does_not_exist_stops_the_agent_and_a_restart_delivers() {
+    let brokers = brokers();
+    let topic = format!("absent-{}-{}", std::process::id(), rand::random::<u32>());
+    let setup = Setup::new();
+    let path = setup.logs.join("app.log");
+    let lines = write_lines(&path, "absent", 0..10);
+    let config = setup.config(&brokers, &topic, "", NO_AUTO_CREATE);
+    let mut agent = Agent::start(&setup, &config);
+    let status = agent.wait_for_exit(Duration::from_secs(30));
+    let log = agent.log_text();
+    assert!(!status.success(), "{status}: {log}");
+    assert!(
+        log.contains(&topic) && log.contains("Unknown topic"),
+        "the log names the topic and the reason: {log}"
+    );
+    let offsets = setup.checkpoint_offsets();
+    let checkpoint = offsets.get(&path.display().to_string()).copied();
+    assert!(
+        checkpoint.unwrap_or(0) == 0,
+        "checkpoint moved: {checkpoint:?}"
+    );
+    drop(agent);
+
+    create_topic_named(&brokers, &topic, 1);
+    let _agent = Agent::start(&setup, &config);
+    let mut reader = TopicReader::new(&brokers, &topic);
+    let records = reader.read_until(10, Duration::from_millis(500), Duration::from_secs(30));
+    let messages: Vec<&str> = records.iter().map(|r| r.message()).collect();
+    assert_eq!(messages, lines);
+}
+
+/// The configured topic deleted while the agent runs (and not created again: the broker creates
+/// no topics here): once librdkafka knows the topic is gone it refuses new records outright, and
+/// the agent stops and says why, as when a delivery report tells, instead of offering them
+/// again for ever. The checkpoint stays after the lines delivered before.
+#[test]
+fn the_configured_topic_deleted_while_running_stops_the_agent() {
+    let brokers = brokers();
+    let topic = create_topic(&brokers, "deleted", 1);
+    let setup = Setup::new();
+    let path = setup.logs.join("app.log");
+    let before = write_lines(&path, "before", 0..10);
+    let kafka = format!("{NO_AUTO_CREATE}\"topic.metadata.refresh.interval.ms\" = \"500\"\n");
+    let config = setup.config(&brokers, &topic, "", &kafka);
+    let mut agent = Agent::start(&setup, &config);
+    setup.wait_for_checkpoints_at_eof([path.as_path()]);
+    let delivered = setup.checkpoint_offsets()[&path.display().to_string()];
+    let mut reader = TopicReader::new(&brokers, &topic);
+    let records = reader.read_until(10, Duration::from_millis(500), Duration::from_secs(30));
+    assert_eq!(records.len(), before.len());
+
+    delete_topic(&brokers, &topic);
+    // librdkafka's verdict: the topic missing from two metadata answers a second apart.
+    std::thread::sleep(Duration::from_secs(3));
+    write_lines(&path, "after", 0..10);
+    let status = agent.wait_for_exit(Duration::from_secs(30));
+    let log = agent.log_text();
+    assert!(!status.success(), "{status}: {log}");
+    assert!(
+        log.contains(&topic) && log.contains("Unknown topic"),
+        "the log names the topic and the reason: {log}"
+    );
+    assert!(!log.contains("offering it again"), "{log}");
+    let offsets = setup.checkpoint_offsets();
+    assert_eq!(offsets[&path.display().to_string()], delivered);
 }

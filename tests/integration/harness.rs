@@ -46,22 +46,45 @@ pub fn brokers() -> String {
 /// A fresh topic with a unique name.
 pub fn create_topic(brokers: &str, prefix: &str, partitions: i32) -> String {
     let name = format!("{prefix}-{}-{}", std::process::id(), rand::random::<u32>());
+    create_topic_named(brokers, &name, partitions);
+    name
+}
+
+/// Creates the topic `name` (which must not exist yet).
+pub fn create_topic_named(brokers: &str, name: &str, partitions: i32) {
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = admin(brokers, async |admin| {
+        admin.create_topics([&topic], &AdminOptions::new()).await
+    });
+    for result in results.expect("create_topics") {
+        result.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e:?}"));
+    }
+}
+
+/// Deletes the topic `name`.
+pub fn delete_topic(brokers: &str, name: &str) {
+    let results = admin(brokers, async |admin| {
+        admin.delete_topics(&[name], &AdminOptions::new()).await
+    });
+    for result in results.expect("delete_topics") {
+        result.unwrap_or_else(|(t, e)| panic!("cannot delete topic {t}: {e:?}"));
+    }
+}
+
+/// Runs one admin request against `brokers` to its end.
+fn admin<T>(
+    brokers: &str,
+    request: impl AsyncFnOnce(&AdminClient<DefaultClientContext>) -> T,
+) -> T {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .expect("admin client");
-    let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let results = runtime
-        .block_on(admin.create_topics([&topic], &AdminOptions::new()))
-        .expect("create_topics");
-    for result in results {
-        result.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e:?}"));
-    }
-    name
+    runtime.block_on(request(&admin))
 }
 
 /// One record read back from Kafka.
@@ -497,6 +520,14 @@ pub struct Agent {
     pub log: PathBuf,
 }
 
+/// librdkafka options for a `[kafka]` table: the test broker then answers "unknown topic" for a
+/// topic nobody created, as a broker with `auto.create.topics.enable=false` does, and librdkafka
+/// gives up on such a topic after one second instead of 30.
+pub const NO_AUTO_CREATE: &str = r#"[kafka.librdkafka_options]
+"allow.auto.create.topics" = "false"
+"topic.metadata.propagation.max.ms" = "1000"
+"#;
+
 pub fn logship() -> Command {
     Command::new(env!("CARGO_BIN_EXE_logship"))
 }
@@ -711,9 +742,15 @@ impl Agent {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let started = Instant::now();
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        (self.wait_for_exit(timeout), started.elapsed())
+    }
+
+    /// Waits for the agent to exit, up to `timeout`; kills it and panics with its log after.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return (status, started.elapsed());
+                return status;
             }
             if started.elapsed() > timeout {
                 let _ = self.child.kill();

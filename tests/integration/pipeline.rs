@@ -7,7 +7,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use crate::harness::{
-    Agent, Setup, TopicReader, assert_config_rejected, brokers, create_topic, logship,
+    Agent, NO_AUTO_CREATE, Setup, TopicReader, assert_config_rejected, brokers, create_topic,
+    logship,
 };
 
 /// What every data-driven case file is appended to: a source and Kafka settings that are valid
@@ -264,4 +265,70 @@ steps = [
         "logship_pipeline_step_errors_total{pipeline=\"p\",step=\"0:parse_container\",kind=\"invalid_container_line\"}",
     );
     assert_eq!(failed, Some(1.0));
+}
+
+/// A topic chosen from the event's own data that does not exist (the broker creates no topics
+/// here, `NO_AUTO_CREATE`): that record goes to the dead-letter topic with the reason, counted as
+/// `failed{reason="unknown_topic"}`; the records around it are delivered in order, and the
+/// checkpoint still reaches the end of the file.
+#[test]
+fn a_routed_topic_that_does_not_exist_is_dead_lettered_and_the_rest_flows() {
+    let brokers = brokers();
+    let known = create_topic(&brokers, "route-known", 1);
+    let fallback = create_topic(&brokers, "route-fallback", 1);
+    let dead = create_topic(&brokers, "route-dead", 1);
+    let ghost = format!("{known}-ghost");
+    let setup = Setup::new();
+    let kafka = format!(
+        r#"fallback_topic = "{fallback}"
+dead_letter_topic = "{dead}"
+{NO_AUTO_CREATE}
+[pipelines.p]
+steps = [{{ type = "parse_logfmt" }}]
+"#
+    );
+    let config = setup.config(&brokers, "{{ team }}", "pipeline = \"p\"", &kafka);
+    let path = setup.logs.join("app.log");
+    let lines = [
+        format!("team={known} msg=one"),
+        format!("team={ghost} msg=lost"),
+        format!("team={known} msg=two"),
+    ];
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+    let agent = Agent::start(&setup, &config);
+    setup.wait_for_checkpoints_at_eof([path.as_path()]);
+
+    let read = |topic: &str, count: usize| {
+        TopicReader::new(&brokers, topic)
+            .read_until(count, Duration::from_secs(1), Duration::from_secs(30))
+            .to_vec()
+    };
+    let delivered = read(&known, 2);
+    let msgs: Vec<&str> = delivered
+        .iter()
+        .map(|r| r.value["msg"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(msgs, ["one", "two"]);
+    let letters = read(&dead, 1);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].value["msg"], "lost", "the event as it was");
+    let header = |name: &str| {
+        letters[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("logship.rejected.reason"), Some("unknown_topic"));
+    assert_eq!(header("logship.rejected.topic"), Some(ghost.as_str()));
+    assert!(
+        read(&fallback, 0).is_empty(),
+        "a topic was chosen: no fallback"
+    );
+    let failed = |action: &str| {
+        agent.metric_value(&format!(
+            "logship_kafka_events_failed_total{{topic=\"{{{{ team }}}}\",reason=\"unknown_topic\",action=\"{action}\"}}"
+        ))
+    };
+    assert_eq!((failed("dead_lettered"), failed("dropped")), (1.0, 0.0));
 }

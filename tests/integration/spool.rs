@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use logship::spool::segment::{SegmentWriter, SpoolRecord};
 
 use crate::harness::{
-    Agent, PrivateBroker, Record, Setup, TopicReader, brokers, create_topic, write_lines,
+    Agent, PrivateBroker, Record, Setup, TopicReader, brokers, create_topic, create_topic_named,
+    write_lines,
 };
 
 /// Records go to the spool after 1 s in librdkafka without an acknowledgement.
@@ -706,4 +707,50 @@ fn sigterm_during_replay_then_restart_sends_each_spooled_record_once() {
         "duplicates after a graceful stop during replay (stopped at {at_stop} replayed)"
     );
     agent.wait_for_metric("logship_spool_records", 0.0, Duration::from_secs(30));
+}
+
+/// The configured topic does not exist yet (the broker creates no topics here), and the spool
+/// takes the records before librdkafka's verdict on the topic (`message_timeout_ms` 1 s, its
+/// metadata propagation 3 s; 30 s each by default, a race). Replayed, they must not be given up as if a route had chosen a
+/// topic that vanished: they wait in the spool, /health is red, and once the topic exists every
+/// line arrives in order.
+#[test]
+fn records_spooled_for_a_configured_topic_not_yet_created_wait_for_it() {
+    let brokers = brokers();
+    let topic = format!("later-{}-{}", std::process::id(), rand::random::<u32>());
+    let setup = Setup::new();
+    let path = setup.logs.join("app.log");
+    let lines = write_lines(&path, "later", 0..500);
+    let config = setup.config(
+        &brokers,
+        &topic,
+        "",
+        &format!(
+            "{FAST_SPOOL}\nstall_secs = 2\n[kafka.librdkafka_options]\n\"allow.auto.create.topics\" = \"false\"\n\"topic.metadata.propagation.max.ms\" = \"3000\"\n[spool]\n"
+        ),
+    );
+    let agent = Agent::start(&setup, &config);
+    wait_for_at_least(
+        &agent,
+        "logship_spool_records_written_total",
+        500.0,
+        Duration::from_secs(30),
+    );
+    // Replays are tried and fail meanwhile, past librdkafka's verdict on the topic (3 s after
+    // the agent asked for it): nothing is given up.
+    std::thread::sleep(Duration::from_secs(6));
+    let (status, health) = agent.health();
+    assert_eq!(status, 503, "{health}");
+    let log = agent.log_text();
+    assert!(
+        !log.contains("record rejected by Kafka"),
+        "nothing given up: {log}"
+    );
+
+    create_topic_named(&brokers, &topic, 1);
+    let mut reader = TopicReader::new(&brokers, &topic);
+    let records = reader.read_until(500, Duration::from_secs(1), Duration::from_secs(60));
+    let messages: Vec<&str> = records.iter().map(Record::message).collect();
+    assert_eq!(messages, lines);
+    agent.wait_until_healthy(Duration::from_secs(30));
 }
