@@ -93,7 +93,8 @@ ship() {
   create_topic "$topic"
   rm -rf "$work/data"
   write_config "" "$2"
-  measure_until "$1" logship_kafka_events_delivered_total "$lines" "$bytes"
+  measure_until "$1" logship_kafka_events_delivered_total "$lines" "$bytes" \
+    logship_kafka_last_delivery_timestamp_seconds
 }
 
 # The agent's JSON records, for kcat-json: one unmeasured run, read back with kcat -C.
@@ -121,4 +122,5 @@ sed -i '1i shutdown_timeout_secs = 5' "$work/bench.toml"
 measure_until "spool write" logship_spool_records_written_total "$lines" "$bytes"
 echo "spool on disk: $(du -sb "$work/data/spool" | cut -f1) bytes" >&2
 sed -i "s/^brokers = .*/brokers = [\"$brokers\"]/" "$work/bench.toml"
-measure_until "spool replay" logship_spool_records_replayed_total "$lines" "$bytes"
+measure_until "spool replay" logship_spool_records_replayed_total "$lines" "$bytes" \
+  logship_kafka_last_delivery_timestamp_seconds

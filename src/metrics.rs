@@ -38,6 +38,7 @@ pub const HTTP_REQUESTS: &str = "logship_http_requests_total";
 pub const CHECKPOINT_WRITES: &str = "logship_checkpoint_writes_total";
 pub const CHECKPOINT_WRITE_ERRORS: &str = "logship_checkpoint_write_errors_total";
 pub const KAFKA_EVENTS_DELIVERED: &str = "logship_kafka_events_delivered_total";
+pub const KAFKA_LAST_DELIVERY: &str = "logship_kafka_last_delivery_timestamp_seconds";
 pub const KAFKA_EVENTS_FAILED: &str = "logship_kafka_events_failed_total";
 pub const KAFKA_EVENTS_IN_FLIGHT: &str = "logship_kafka_events_in_flight";
 pub const KAFKA_QUEUE_FULL_WAITS: &str = "logship_kafka_queue_full_waits_total";
@@ -231,6 +232,10 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     describe_counter!(
         KAFKA_EVENTS_DELIVERED,
         "Records acknowledged by Kafka, per topic."
+    );
+    describe_gauge!(
+        KAFKA_LAST_DELIVERY,
+        "Unix time (seconds, millisecond precision) of the last acknowledgement from Kafka, per topic."
     );
     describe_counter!(
         KAFKA_EVENTS_FAILED,
@@ -732,7 +737,8 @@ impl FailureReason {
 /// Handles for the Kafka producer of one topic.
 #[derive(Debug, Clone)]
 pub struct ProducerMetrics {
-    pub delivered: Counter,
+    delivered: Counter,
+    last_delivery: Gauge,
     pub in_flight: Gauge,
     pub in_flight_bytes: Gauge,
     pub delivery_latency: Histogram,
@@ -752,12 +758,22 @@ impl ProducerMetrics {
         }
         Self {
             delivered: counter!(KAFKA_EVENTS_DELIVERED, "topic" => topic.to_owned()),
+            last_delivery: gauge!(KAFKA_LAST_DELIVERY, "topic" => topic.to_owned()),
             in_flight: gauge!(KAFKA_EVENTS_IN_FLIGHT),
             in_flight_bytes: gauge!(KAFKA_IN_FLIGHT_BYTES),
             delivery_latency: histogram!(KAFKA_DELIVERY_LATENCY, "topic" => topic.to_owned()),
             queue_full_waits: counter!(KAFKA_QUEUE_FULL_WAITS, "topic" => topic.to_owned()),
             topic: topic.to_owned(),
             log: LogLimiter::per_minute(12),
+        }
+    }
+
+    /// `records` acknowledged by Kafka just now.
+    pub fn records_delivered(&self, records: u64) {
+        self.delivered.increment(records);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        if let Ok(since_epoch) = now {
+            self.last_delivery.set(since_epoch.as_secs_f64());
         }
     }
 

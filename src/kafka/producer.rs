@@ -291,7 +291,7 @@ impl ProducerContext<KeyPartitioner> for DeliveryContext {
         shared.health.reported(result.is_ok(), now);
         let outcome = match result {
             Ok(_) => {
-                shared.metrics.delivered.increment(1);
+                shared.metrics.records_delivered(1);
                 if let Origin::LastChance(last) = &inflight.origin {
                     match last.why {
                         Some(reason) => shared.metrics.failed(
@@ -367,7 +367,7 @@ impl Shared {
         self.in_flight_bytes
             .fetch_sub(bytes as i64, Ordering::Relaxed);
         self.health.delivered(records, now);
-        self.metrics.delivered.increment(records as u64);
+        self.metrics.records_delivered(records as u64);
         self.direct_in_flight
             .fetch_sub(records as i64, Ordering::AcqRel);
         self.room.notify_one();

@@ -20,6 +20,7 @@ fn lines_written_before_start_arrive_exactly_once_in_order() {
         expected.insert(path.display().to_string(), lines);
     }
     let config = setup.config(&brokers, &topic, "", "");
+    let started = unix_now();
     let agent = Agent::start(&setup, &config);
 
     let mut reader = TopicReader::new(&brokers, &topic);
@@ -43,6 +44,14 @@ fn lines_written_before_start_arrive_exactly_once_in_order() {
         "logship_kafka_events_delivered_total{{topic=\"{topic}\"}}"
     ));
     assert_eq!(delivered, Some(100_000.0));
+    let last = agent.metric_value(&format!(
+        "logship_kafka_last_delivery_timestamp_seconds{{topic=\"{topic}\"}}"
+    ));
+    let now = unix_now();
+    assert!(
+        started < last && last <= now,
+        "last delivery at {last}: between the start ({started}) and now ({now})"
+    );
     // Deliveries are timed once per run of records taken and acknowledged together (each run
     // holds at least one record, and a batch of records shares one send time), and nothing is
     // left in flight.
@@ -227,4 +236,12 @@ fn the_configured_topic_deleted_while_running_stops_the_agent() {
     assert!(!log.contains("offering it again"), "{log}");
     let offsets = setup.checkpoint_offsets();
     assert_eq!(offsets[&path.display().to_string()], delivered);
+}
+
+/// Now, in seconds since the epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
 }
