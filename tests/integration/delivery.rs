@@ -179,13 +179,7 @@ fn a_configured_topic_that_does_not_exist_stops_the_agent_and_a_restart_delivers
     let lines = write_lines(&path, "absent", 0..10);
     let config = setup.config(&brokers, &topic, "", NO_AUTO_CREATE);
     let mut agent = Agent::start(&setup, &config);
-    let status = agent.wait_for_exit(Duration::from_secs(30));
-    let log = agent.log_text();
-    assert!(!status.success(), "{status}: {log}");
-    assert!(
-        log.contains(&topic) && log.contains("Unknown topic"),
-        "the log names the topic and the reason: {log}"
-    );
+    stopped_for_unknown_topic(&mut agent, &topic);
     let offsets = setup.checkpoint_offsets();
     let checkpoint = offsets.get(&path.display().to_string()).copied();
     assert!(
@@ -226,16 +220,23 @@ fn the_configured_topic_deleted_while_running_stops_the_agent() {
     // librdkafka's verdict: the topic missing from two metadata answers a second apart.
     std::thread::sleep(Duration::from_secs(3));
     write_lines(&path, "after", 0..10);
+    let log = stopped_for_unknown_topic(&mut agent, &topic);
+    assert!(!log.contains("offering it again"), "{log}");
+    let offsets = setup.checkpoint_offsets();
+    assert_eq!(offsets[&path.display().to_string()], delivered);
+}
+
+/// Waits for the agent to stop on its own, failed, with a log that names `topic` and says it is
+/// unknown; returns the log.
+fn stopped_for_unknown_topic(agent: &mut Agent, topic: &str) -> String {
     let status = agent.wait_for_exit(Duration::from_secs(30));
     let log = agent.log_text();
     assert!(!status.success(), "{status}: {log}");
     assert!(
-        log.contains(&topic) && log.contains("Unknown topic"),
+        log.contains(topic) && log.contains("Unknown topic"),
         "the log names the topic and the reason: {log}"
     );
-    assert!(!log.contains("offering it again"), "{log}");
-    let offsets = setup.checkpoint_offsets();
-    assert_eq!(offsets[&path.display().to_string()], delivered);
+    log
 }
 
 /// Now, in seconds since the epoch.
