@@ -515,6 +515,15 @@ impl Shared {
 
     /// A failed delivery: counted and given up when retrying cannot help, else diverted or
     /// recorded as fatal.
+    /// A direct record for `topic` failed in a way that stops the producer at its next
+    /// `check_failed`: the error names the topic. Its token stays unsettled, so the checkpoint
+    /// never passes the record and the restart reads it again.
+    fn undeliverable(&self, topic: &str, error: &KafkaError) {
+        tracing::error!(topic, %error, "delivery failed");
+        lock(&self.undeliverable).get_or_insert_with(|| format!("{topic}: {error}"));
+        self.news.notify_one();
+    }
+
     fn failed(
         &self,
         error: &KafkaError,
@@ -548,10 +557,7 @@ impl Shared {
                 Outcome::Retry
             }
             Origin::Direct => {
-                // The token stays unsettled: the checkpoint never passes this record.
-                tracing::error!(topic = ?message.topic(), %error, "delivery failed");
-                lock(&self.undeliverable).get_or_insert_with(|| error.to_string());
-                self.news.notify_one();
+                self.undeliverable(message.topic(), error);
                 Outcome::Retry
             }
         }
@@ -1169,14 +1175,12 @@ impl Producer {
             }
             return Ok(Refusal::OfferAgain);
         }
-        self.check_failed()?;
         if matches!(inflight.origin, Origin::Direct) && stops_the_agent(error, inflight.routed) {
-            // The configured topic is gone (deleted while the agent ran): as when a delivery
-            // report says so, the agent stops, and this record's line is read again after.
-            let topic = record().topic;
-            tracing::error!(topic, %error, "delivery failed");
-            return Err(ProducerError::Undeliverable(format!("{topic}: {error}")));
+            // The configured topic is gone (deleted while the agent ran): the agent stops, as
+            // when a delivery report says so.
+            self.shared.undeliverable(&record().topic, error);
         }
+        self.check_failed()?;
         if let Some(reason) = permanent_reason(error, inflight.routed) {
             // Refused by librdkafka itself, a record it can never send: handled as if Kafka had
             // rejected it.

@@ -226,15 +226,16 @@ fn the_configured_topic_deleted_while_running_stops_the_agent() {
     assert_eq!(offsets[&path.display().to_string()], delivered);
 }
 
-/// Waits for the agent to stop on its own, failed, with a log that names `topic` and says it is
-/// unknown; returns the log.
+/// Waits for the agent to stop on its own, failed, with an error that names `topic` and a log
+/// that says it is unknown; returns the log.
 fn stopped_for_unknown_topic(agent: &mut Agent, topic: &str) -> String {
     let status = agent.wait_for_exit(Duration::from_secs(30));
     let log = agent.log_text();
     assert!(!status.success(), "{status}: {log}");
     assert!(
-        log.contains(topic) && log.contains("Unknown topic"),
-        "the log names the topic and the reason: {log}"
+        log.contains(&format!("could not be delivered ({topic}: "))
+            && log.contains("Unknown topic"),
+        "the agent's error names the topic and the reason: {log}"
     );
     log
 }
