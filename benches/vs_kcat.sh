@@ -7,7 +7,9 @@
 #               linger.ms=5, like the agent. Wall time until kcat exits (it waits for every
 #               delivery report); CPU and peak RSS from wait4().
 #   logship     the agent ships the file: each line in the JSON envelope (the default); wall
-#               time from start until logship_kafka_events_delivered_total shows every line.
+#               time from start to the acknowledgement that made
+#               logship_kafka_events_delivered_total show every line (the agent's
+#               logship_kafka_last_delivery_timestamp_seconds, polled every 250 ms).
 #   raw         the same with `encoding = "raw"`: the very bytes kcat sends.
 #   kcat-json   `kcat -P` producing the agent's own JSON records (read back from a first,
 #               unmeasured run of the agent), one per line: the same bytes the JSON envelope
@@ -16,8 +18,8 @@
 #   spool write the agent with its broker unreachable: every line goes to the disk spool; time
 #               until logship_spool_records_written_total shows every line (includes the
 #               1 s message_timeout_ms before the first record is taken back).
-#   replay      the agent restarted with the broker back: time until
-#               logship_spool_records_replayed_total shows every line.
+#   replay      the agent restarted with the broker back: time until the acknowledgement
+#               that made logship_spool_records_replayed_total show every line (as above).
 # CPU seconds per GB are per GB of input lines. Peak RSS is VmHWM.
 # Every run gets a broker of its own, started fresh (benches/common.sh `fresh_broker`), and the
 # ROUNDS rounds (default 3) interleave kcat, logship and raw, so no contender always runs first.
